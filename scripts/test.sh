@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set up, lint, then run the default test suite (slow tests too when FORMERS_SLOW=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+.venv/bin/ruff check formers tests benchmarks studies
+args=(-q -m "not slow")
+if [ "${FORMERS_SLOW:-0}" = "1" ]; then args=(-q); fi
+exec .venv/bin/python -m pytest "${args[@]}" "$@"
