@@ -1,0 +1,168 @@
+"""The `formers` command: train, generate, eval (convert, viz and bench join as they land).
+
+Options are typed and parsed by jsonargparse. Recipe overrides are dotted paths
+(`--trainer.max_steps=50`); their values are read as YAML scalars and validated by the
+recipe's typed configs. Every FormersError prints as one line and exits 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import ArgumentParser
+
+from formers.errors import ConfigError, FormersError
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """Separate `--section.field=value` / `--section.field value` overrides from ordinary options."""
+    rest, overrides = [], {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key = arg[2:].split("=", 1)[0] if arg.startswith("--") else ""
+        if "." in key:
+            if "=" in arg:
+                raw = arg.split("=", 1)[1]
+            elif i + 1 < len(argv):
+                i += 1
+                raw = argv[i]
+            else:
+                raise ConfigError(f"override {arg} has no value; write {arg}=VALUE")
+            try:
+                overrides[key] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                overrides[key] = raw
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="formers", description="Transformers from one set of blocks.", exit_on_error=True)
+    commands = parser.add_subcommands(dest="command")
+
+    train = ArgumentParser(description="Train a recipe. Override any field: --trainer.max_steps=50")
+    train.add_argument("recipe", type=str, help="path to a recipe YAML (see recipes/)")
+    train.add_argument("--out", type=str, required=True, help="run directory (checkpoints, logs)")
+    train.add_argument("--resume", type=bool, default=False, help="continue from the latest checkpoint in --out")
+    commands.add_subcommand("train", train)
+
+    gen = ArgumentParser(description="Generate text from a checkpoint, streaming to the terminal.")
+    gen.add_argument("checkpoint", type=str, help="checkpoint folder or run directory")
+    gen.add_argument("--prompt", type=str, required=True)
+    gen.add_argument("--max_new_tokens", type=int, default=200)
+    gen.add_argument("--greedy", type=bool, default=False, help="argmax decoding instead of sampling")
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument("--top_k", type=int | None, default=None)
+    gen.add_argument("--top_p", type=float | None, default=0.95)
+    gen.add_argument("--seed", type=int, default=0)
+    commands.add_subcommand("generate", gen)
+
+    ev = ArgumentParser(description="Evaluate a checkpoint on its recipe's validation data.")
+    ev.add_argument("checkpoint", type=str, help="checkpoint folder or run directory")
+    commands.add_subcommand("eval", ev)
+    return parser
+
+
+def cmd_train(args, overrides: dict[str, Any]) -> None:
+    from formers.tasks import TASKS, load_recipe
+    from formers.training import Trainer
+
+    recipe = load_recipe(args.recipe, overrides)
+    out = Path(args.out)
+    task = TASKS[recipe.task]
+    run = task.build(recipe)
+    print(f"{recipe.task}: {sum(p.numel() for p in run.model.parameters()):,} parameters -> {out}")
+    trainer = Trainer(
+        run.model, run.objective, run.train_source, config=recipe.trainer, out_dir=out,
+        val_batches=run.val_batches, tokenizer=run.tokenizer, extra_state={"recipe": recipe.to_dict()},
+    )
+    result = trainer.fit(resume=args.resume)
+    before, after = result["first_eval"], result["last_eval"]
+    for key in sorted(after):
+        start = f"{before[key]:.4f} -> " if key in before else ""
+        print(f"{key}: {start}{after[key]:.4f}")
+    print(task.report(recipe, run))
+    print(f"checkpoint: {out / f'step-{trainer.step:08d}'}  loss curve: {out / 'loss.png'}")
+
+
+def cmd_generate(args) -> None:
+    import torch
+
+    from formers import generate, load, load_tokenizer
+
+    model, tokenizer = load(args.checkpoint), load_tokenizer(args.checkpoint)
+    ids = torch.tensor([tokenizer.encode(args.prompt)])
+    if ids.numel() == 0:
+        raise ConfigError("--prompt encodes to no tokens; give some text")
+    print(args.prompt, end="", flush=True)
+    pending: list[int] = []
+
+    def stream(token: torch.Tensor) -> None:
+        # Byte-level tokens may split a character: print once the pending ids decode cleanly.
+        pending.append(int(token[0]))
+        text = tokenizer.decode(pending)
+        if "\ufffd" not in text:
+            print(text, end="", flush=True)
+            pending.clear()
+
+    generate(
+        model, ids, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, temperature=args.temperature,
+        top_k=args.top_k, top_p=args.top_p, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id,
+        generator=torch.Generator().manual_seed(args.seed), streamer=stream,
+    )
+    print()
+
+
+def cmd_eval(args) -> None:
+    from formers import load, load_tokenizer
+    from formers.io import resolve_checkpoint
+    from formers.tasks import TASKS, Recipe
+    from formers.training import Trainer
+    from formers.training.checkpoint import read_json
+
+    folder = resolve_checkpoint(args.checkpoint)
+    extra = folder / "extra.json"
+    if not extra.is_file():
+        raise ConfigError(f"{folder} has no extra.json with its recipe; eval needs a checkpoint written by `train`")
+    recipe = Recipe.from_dict(read_json(extra)["recipe"])
+    model, tokenizer = load(folder), load_tokenizer(folder)
+    task = TASKS[recipe.task]
+    trainer = Trainer(model, task.make_objective(recipe), None, config=recipe.trainer, out_dir=folder,
+                      val_batches=task.eval_data(recipe, tokenizer))
+    for key, value in sorted(trainer.evaluate().items()):
+        print(f"{key}: {value:.4f}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        rest, overrides = split_overrides(argv)
+        args = build_parser().parse_args(rest)
+        command = args.command
+        sub = args[command]
+        if command == "train":
+            cmd_train(sub, overrides)
+        elif overrides:
+            raise ConfigError(f"{command} takes no recipe overrides, got {sorted(overrides)}")
+        elif command == "generate":
+            cmd_generate(sub)
+        elif command == "eval":
+            cmd_eval(sub)
+    except FormersError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the last complete checkpoint is intact", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Recipe (the YAML shape), Task and Run."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from formers.config import Config, apply_overrides, check
+from formers.data import TokenizerConfig
+from formers.errors import ConfigError
+from formers.registry import model_config_from_dict
+from formers.training import TrainerConfig
+
+
+@dataclasses.dataclass(kw_only=True)
+class DataConfig(Config):
+    corpus: str = "pydocs"  # "pydocs" (Python's own docs, embedded) or a path to a .txt file / folder
+    val_fraction: float = 0.05
+    seq_len: int = 256  # tokens per training window
+    max_chars: int | None = None  # use only the first max_chars characters (quick runs)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0.0 < self.val_fraction < 1.0, "data.val_fraction", self.val_fraction, "a value in (0, 1)")
+        check(self.seq_len > 0, "data.seq_len", self.seq_len, "a positive int")
+
+
+@dataclasses.dataclass(kw_only=True)
+class SampleConfig(Config):
+    """What to generate after training, to show what the model learned."""
+
+    prompts: list[str] = dataclasses.field(default_factory=lambda: ["The "])
+    max_new_tokens: int = 200
+    do_sample: bool = True
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = 0.95
+    seed: int = 0
+
+
+@dataclasses.dataclass(kw_only=True)
+class Recipe(Config):
+    task: str = "causal_lm"
+    description: str = ""
+    expect: dict[str, float] = dataclasses.field(default_factory=dict)  # stated quality, e.g. {"val/loss": 1.6}
+    model: Any = None  # the model family's config (resolved from model.family)
+    tokenizer: TokenizerConfig = dataclasses.field(default_factory=TokenizerConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    objective: Any = None  # the task's objective config
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    sample: SampleConfig = dataclasses.field(default_factory=SampleConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, where: str | None = None) -> Recipe:
+        _ensure_loaded()
+        data = dict(data)
+        task_name = data.get("task", "causal_lm")
+        if task_name not in TASKS:
+            raise ConfigError(f"task={task_name!r} is not allowed; expected one of {sorted(TASKS)}")
+        model = model_config_from_dict(data.pop("model", None) or {}, where="model")
+        objective = TASKS[task_name].objective_config.from_dict(data.pop("objective", None) or {}, where="objective")
+        recipe = super().from_dict(data, where=where or "recipe")
+        recipe.model, recipe.objective = model, objective
+        return recipe
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything the Trainer needs, built from a recipe."""
+
+    model: Any
+    objective: Callable
+    train_source: Any
+    val_batches: Sequence[dict]
+    tokenizer: Any = None
+
+
+@dataclasses.dataclass
+class Task:
+    objective_config: type[Config]
+    make_objective: Callable[[Recipe], Callable]  # recipe -> objective(model, batch) -> {"loss": ...}
+    build: Callable[[Recipe], Run]  # recipe -> model, objective, data
+    report: Callable[[Recipe, Run], str]  # a human-readable account of what the model learned
+    eval_data: Callable[[Recipe, Any], list[dict]]  # (recipe, saved tokenizer) -> validation batches
+
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(name: str, task: Task) -> None:
+    TASKS[name] = task
+
+
+def _ensure_loaded() -> None:
+    import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
+
+
+def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read a YAML recipe, apply dotted overrides, validate everything."""
+    _ensure_loaded()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} does not exist; see the recipes/ folder for examples")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
+    return Recipe.from_dict(apply_overrides(data, overrides or {}), where=str(path.name))

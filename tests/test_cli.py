@@ -1,0 +1,94 @@
+"""The command line end to end, and its one-line errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from formers.cli import main, split_overrides
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = str(ROOT / "recipes" / "gpt-pydocs-char.yaml")
+SMALL = [
+    "--model.n_layers=2", "--model.d_model=64", "--model.n_heads=4", "--data.seq_len=64", "--data.max_chars=200000",
+    "--trainer.batch_size=16", "--trainer.eval_every=0", "--trainer.eval_batches=4", "--trainer.save_every=40",
+    "--trainer.progress=false", "--trainer.tensorboard=false", "--trainer.optimizer.lr=0.01",
+    "--trainer.schedule.warmup_steps=5", "--sample.max_new_tokens=20",
+]
+
+
+def cli(*args):
+    """Run `formers` in a subprocess, as a user would."""
+    return subprocess.run([sys.executable, "-m", "formers.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300)
+
+
+def test_split_overrides_reads_yaml_scalars():
+    rest, overrides = split_overrides(["train", "r.yaml", "--out", "x", "--trainer.max_steps=5", "--a.b", "true"])
+    assert rest == ["train", "r.yaml", "--out", "x"]
+    assert overrides == {"trainer.max_steps": 5, "a.b": True}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", RECIPE, "--out", str(out), "--trainer.max_steps=200", *SMALL])
+    assert code == 0
+    return out
+
+
+def test_train_lowers_validation_loss_and_reports(trained, capsys):
+    lines = (trained / "metrics.jsonl").read_text().splitlines()
+    import json
+
+    val = [json.loads(line)["val/loss"] for line in lines if "val/loss" in line]
+    # a character model starts near ln(vocab) ~ 4.6 nats; 200 small steps must cut it by more than a third
+    assert val[0] > 4.0 and val[-1] < 0.67 * val[0], val
+    assert (trained / "step-00000200" / "tokenizer.json").is_file()
+
+
+def test_resume_continues_from_the_latest_checkpoint(tmp_path):
+    assert main(["train", RECIPE, "--out", str(tmp_path), "--trainer.max_steps=40", *SMALL]) == 0
+    assert main(["train", RECIPE, "--out", str(tmp_path), "--resume=true", "--trainer.max_steps=44", *SMALL]) == 0
+    assert (tmp_path / "step-00000044").is_dir() and (tmp_path / "step-00000040").is_dir()
+
+
+def test_generate_and_eval_from_the_command_line(trained):
+    gen = cli("generate", str(trained), "--prompt", "The ", "--max_new_tokens", "30", "--seed", "3")
+    assert gen.returncode == 0, gen.stderr
+    assert gen.stdout.startswith("The ") and len(gen.stdout) > 10
+    ev = cli("eval", str(trained))
+    assert ev.returncode == 0, ev.stderr
+    assert "val/loss" in ev.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", RECIPE, "--out", "{tmp}/a", "--trainer.max_stepz=3"], "unknown field(s) ['max_stepz']"),
+        (["train", RECIPE, "--out", "{tmp}/b", "--trainer.max_steps=many"], "trainer.max_steps='many'"),
+        (["train", RECIPE, "--out", "{tmp}/c", "--model.position=spiral"], "model.position='spiral'"),
+        (["train", "{tmp}/nope.yaml", "--out", "{tmp}/d"], "does not exist"),
+        (["generate", "{tmp}/missing", "--prompt", "x"], "does not exist"),
+        (["eval", "{tmp}"], "no complete checkpoint"),
+    ],
+)
+def test_errors_print_one_line_and_exit_nonzero(tmp_path, args, expected):
+    res = cli(*[a.format(tmp=tmp_path) for a in args])
+    assert res.returncode == 1
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], res.stderr
+    assert not any(p.name in {"a", "b", "c", "d"} for p in tmp_path.iterdir())  # nothing half-written
+
+
+def test_corrupt_checkpoint_is_refused_in_one_line(trained, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained / "step-00000200", broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    res = cli("generate", str(broken), "--prompt", "x")
+    assert res.returncode == 1 and "truncated or corrupt" in res.stderr and "Traceback" not in res.stderr
