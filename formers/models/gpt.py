@@ -14,7 +14,7 @@ from torch import nn
 
 from formers.config import check
 from formers.models.output import ModelOutput
-from formers.nn import BlockConfig, KVCache, check_token_ids, make_positions, make_stack, padding_mask
+from formers.nn import BlockConfig, KVCache, check_token_ids, combine, make_positions, make_stack, padding_mask
 from formers.nn.positions import PositionKind
 from formers.registry import register_model
 
@@ -27,6 +27,9 @@ class GPTConfig(BlockConfig):
     n_layers: int = 4
     position: PositionKind = "learned"
     tie_weights: bool = True  # share the token embedding with the LM head (Press & Wolf 2017)
+    # False builds blocks without the causal rule, for the prefix LM (Raffel et al. 2020): training passes its
+    # prefix mask to forward(mask=...); a prompt given alone is then read bidirectionally, as its prefix.
+    causal: bool = True
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
@@ -54,10 +57,10 @@ class GPT(nn.Module):
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
         self.positions = make_positions(
             config.position, d_model=config.d_model, d_head=config.head_dim, n_heads=config.n_heads,
-            max_seq_len=config.max_seq_len, bidirectional=False,
+            max_seq_len=config.max_seq_len, bidirectional=not config.causal,
         )
         self.dropout = nn.Dropout(config.dropout)
-        self.stack = make_stack(config, config.n_layers, causal=True)
+        self.stack = make_stack(config, config.n_layers, causal=config.causal)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         init_weights(self, config.init_std, config.n_layers)
         if config.tie_weights:
@@ -69,8 +72,13 @@ class GPT(nn.Module):
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         cache: KVCache | None = None,
+        mask: torch.Tensor | None = None,
     ) -> ModelOutput:
-        """input_ids (B, T); attention_mask (B, T_past + T), 1 = real token; returns logits (B, T, V)."""
+        """input_ids (B, T); attention_mask (B, T_past + T), 1 = real token; returns logits (B, T, V).
+
+        `mask` (B, 1, T, T_past + T) bool, True = may attend, is combined with `attention_mask`
+        (e.g. `prefix_lm_mask` for a model built with causal=False).
+        """
         check_token_ids(input_ids, self.config.vocab_size)
         t = input_ids.shape[1]
         past = cache.length if cache is not None else 0
@@ -82,7 +90,7 @@ class GPT(nn.Module):
             x = x + absolute.to(x.dtype)
         h = self.stack(
             self.dropout(x),
-            mask=padding_mask(attention_mask) if attention_mask is not None else None,
+            mask=combine(mask, padding_mask(attention_mask) if attention_mask is not None else None),
             bias=self.positions.bias(t, past + t, input_ids.device),
             rope=self.positions.rotary(position_ids),
             cache=cache,
