@@ -56,24 +56,32 @@ def collate_pairs(sources: Sequence[torch.Tensor], targets: Sequence[torch.Tenso
 
 
 class Seq2SeqLM:
-    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll and token accuracy.
+    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll, token and sequence accuracy.
 
-    The target's right padding needs no decoder mask: the decoder is causal, so a real
+    The decoder start token is the model's own (`model.config.decoder_start_token_id`) unless
+    given. The target's right padding needs no decoder mask: the decoder is causal, so a real
     position never sees a later padded one, and padded positions are excluded from the loss.
     """
 
-    def __init__(self, config: Seq2SeqLMConfig | None = None, *, decoder_start_token_id: int, pad_id: int) -> None:
+    def __init__(
+        self, config: Seq2SeqLMConfig | None = None, *, decoder_start_token_id: int | None = None, pad_id: int = 0
+    ) -> None:
         self.config = config or Seq2SeqLMConfig()
         self.decoder_start_token_id, self.pad_id = decoder_start_token_id, pad_id
 
     def __call__(self, model: nn.Module, batch: dict) -> dict:
         labels = batch["labels"]
+        start = self.decoder_start_token_id
+        start = model.config.decoder_start_token_id if start is None else start
         out = model(
             batch["input_ids"], attention_mask=batch.get("attention_mask"),
-            decoder_input_ids=shift_right(labels, self.decoder_start_token_id, self.pad_id),
+            decoder_input_ids=shift_right(labels, start, self.pad_id),
         )
         metrics = token_cross_entropy(out.logits, labels, self.config.label_smoothing)
         with torch.no_grad():
             flat = out.logits.reshape(-1, out.logits.shape[-1]).float()
             metrics["nll"] = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX)
+            # Every target token right under teacher forcing = greedy decoding reproduces the target exactly.
+            wrong = (out.logits.argmax(-1) != labels) & (labels != IGNORE_INDEX)
+            metrics["sequence_accuracy"] = (~wrong.any(dim=1)).float().mean()
         return metrics

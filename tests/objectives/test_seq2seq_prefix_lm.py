@@ -31,6 +31,8 @@ def test_label_smoothed_loss_by_hand():
     seen = {}
 
     class Fake(torch.nn.Module):
+        config = type("Config", (), {"decoder_start_token_id": START})  # the model's own start token
+
         def forward(self, input_ids, attention_mask=None, decoder_input_ids=None):
             seen["decoder_input_ids"] = decoder_input_ids
             return type("Out", (), {"logits": logits})
@@ -39,10 +41,13 @@ def test_label_smoothed_loss_by_hand():
     log_p = [2.0 - math.log(math.exp(2.0) + 2), -math.log(math.exp(2.0) + 2), -math.log(math.exp(2.0) + 2)]
     nll = -log_p[0]
     smoothed = (1 - eps) * nll + eps * -sum(log_p) / 3  # Szegedy et al.: mix with the uniform distribution
-    out = Seq2SeqLM(Seq2SeqLMConfig(label_smoothing=eps), decoder_start_token_id=START, pad_id=PAD)(
+    out = Seq2SeqLM(Seq2SeqLMConfig(label_smoothing=eps), pad_id=PAD)(
         Fake(), {"input_ids": labels.clamp(min=0), "labels": labels})
     assert abs(out["loss"].item() - smoothed) < 1e-6 and abs(out["nll"].item() - nll) < 1e-6
+    assert out["sequence_accuracy"].item() == 1.0  # the one counted token is the argmax
     assert seen["decoder_input_ids"].tolist() == [[START, 0]]
+    wrong = Seq2SeqLM(decoder_start_token_id=START)(Fake(), {"input_ids": labels, "labels": torch.tensor([[1, 1]])})
+    assert wrong["sequence_accuracy"].item() == 0.0 and wrong["accuracy"].item() == 0.5
 
 
 def test_prefix_split_ignores_the_prefix():
