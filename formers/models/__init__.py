@@ -1,6 +1,18 @@
 """Model families. Importing this package registers each one by name."""
 
+from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
+from formers.models.encoder_decoder import (
+    BartConfig,
+    EncoderDecoder,
+    EncoderDecoderCache,
+    EncoderDecoderConfig,
+    T5Config,
+    TransformerConfig,
+)
 from formers.models.gpt import GPT, GPTConfig
 from formers.models.output import ModelOutput
 
-__all__ = ["GPT", "GPTConfig", "ModelOutput"]
+__all__ = [
+    "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
+    "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "T5Config", "TransformerConfig",
+]
