@@ -1,4 +1,4 @@
-"""The `formers` command: train, generate, eval (convert, viz and bench join as they land).
+"""The `formers` command: train, generate, eval, convert (viz and bench join as they land).
 
 Options are typed and parsed by jsonargparse. Recipe overrides are dotted paths
 (`--trainer.max_steps=50`); their values are read as YAML scalars and validated by the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from jsonargparse import ArgumentParser
@@ -67,6 +67,12 @@ def build_parser() -> ArgumentParser:
     ev = ArgumentParser(description="Evaluate a checkpoint on its recipe's validation data.")
     ev.add_argument("checkpoint", type=str, help="checkpoint folder or run directory")
     commands.add_subcommand("eval", ev)
+
+    conv = ArgumentParser(description="Convert a checkpoint between the formers and Hugging Face layouts.")
+    conv.add_argument("src", type=str, help="formers checkpoint / run directory, or a Hugging Face model folder")
+    conv.add_argument("dst", type=str, help="folder to write")
+    conv.add_argument("--to", type=Literal["hf", "formers"] | None, default=None, help="default: the other layout")
+    commands.add_subcommand("convert", conv)
     return parser
 
 
@@ -140,6 +146,20 @@ def cmd_eval(args) -> None:
         print(f"{key}: {value:.4f}")
 
 
+def cmd_convert(args) -> None:
+    from formers.interop import load_hf_tokenizer, save_hf
+    from formers.io import load, read_config, resolve_checkpoint, save_model
+
+    folder = resolve_checkpoint(args.src)
+    from_hf = "family" not in read_config(folder)  # Hugging Face configs name a model_type instead
+    to = args.to or ("formers" if from_hf else "hf")
+    model = load(folder)
+    has_tokenizer = any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt"))
+    tokenizer = load_hf_tokenizer(folder) if has_tokenizer else None
+    (save_hf if to == "hf" else save_model)(model, args.dst, tokenizer)
+    print(f"{folder} ({'hf' if from_hf else 'formers'} {model.family}) -> {args.dst} ({to})")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -155,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_generate(sub)
         elif command == "eval":
             cmd_eval(sub)
+        elif command == "convert":
+            cmd_convert(sub)
     except FormersError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

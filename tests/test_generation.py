@@ -1,10 +1,11 @@
 import pytest
 import torch
+from torch import nn
 
 from formers import generate
 from formers.errors import ConfigError
-from formers.generation import left_pad, sample_next
-from formers.models import GPT, GPTConfig
+from formers.generation import beam_search, left_pad, sample_next
+from formers.models import GPT, BartConfig, EncoderDecoder, GPTConfig, ModelOutput, T5Config, TransformerConfig
 
 TINY = dict(vocab_size=40, d_model=32, n_heads=4, n_layers=2, max_seq_len=64, dropout=0.0)
 
@@ -79,6 +80,105 @@ def test_bf16_autocast_generation_runs():
 
 @pytest.mark.parametrize("kw", [dict(max_new_tokens=-1), dict(temperature=0.0), dict(top_k=0), dict(top_p=1.5)])
 def test_bad_options_are_refused(kw):
+    model = GPT(GPTConfig(**TINY))
+    with pytest.raises(ConfigError):
+        generate(model, torch.ones(1, 2, dtype=torch.long), **{"max_new_tokens": 3, **kw})
+
+
+# --- encoder-decoder models and beam search ---------------------------------------------------------------
+
+SEQ2SEQ = [TransformerConfig, T5Config, BartConfig]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (two threads pay a hand-off per op on shared cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def seq2seq(cls):
+    torch.manual_seed(0)
+    return EncoderDecoder(cls(vocab_size=40, d_model=32, n_heads=4, n_layers=2, dropout=0.0)).eval()
+
+
+@pytest.mark.parametrize("cls", SEQ2SEQ, ids=lambda c: c.__name__)
+def test_encoder_decoder_cached_equals_uncached_and_padding_is_ignored(cls):
+    model = seq2seq(cls)
+    sources = [[5, 6, 7, 8, 9], [11, 12], [3]]
+    ids = torch.tensor([s + [0] * (5 - len(s)) for s in sources])  # sources may be padded on either side
+    mask = (torch.arange(5)[None] < torch.tensor([5, 2, 1])[:, None]).long()
+    fast = generate(model, ids, attention_mask=mask, max_new_tokens=8)
+    slow = generate(model, ids, attention_mask=mask, max_new_tokens=8, use_cache=False)
+    assert torch.equal(fast, slow) and fast.shape == (3, 9)
+    assert (fast[:, 0] == model.config.decoder_start_token_id).all()
+    for row, source in zip(fast, sources, strict=True):
+        assert torch.equal(row, generate(model, torch.tensor([source]), max_new_tokens=8)[0])
+    for beams in (fast, generate(model, ids, attention_mask=mask, max_new_tokens=8, num_beams=3)):
+        assert torch.equal(beams, generate(model, ids, attention_mask=mask, max_new_tokens=8, use_cache=False,
+                                           num_beams=1 if beams is fast else 3))
+
+
+@pytest.mark.parametrize("make", [lambda: GPT(GPTConfig(**TINY)), lambda: seq2seq(BartConfig)], ids=["gpt", "bart"])
+def test_beam_search_with_one_beam_is_greedy(make):
+    torch.manual_seed(0)
+    model, x = make().eval(), torch.randint(3, 40, (3, 4))
+    greedy = generate(model, x, max_new_tokens=10)
+    eos = int(greedy[1, -5])  # a token greedy emits mid-way, so rows finish at different steps
+    assert torch.equal(beam_search(model, x, num_beams=1, max_new_tokens=10), greedy)
+    greedy = generate(model, x, max_new_tokens=10, eos_token_id=eos)
+    beam = beam_search(model, x, num_beams=1, max_new_tokens=10, eos_token_id=eos, early_stopping=True)
+    assert torch.equal(beam, greedy) and (greedy == eos).any()
+
+
+class Bigram(nn.Module):
+    """Next-token probabilities depend on the last token only: a case whose best sequence is known."""
+
+    def __init__(self, probs: torch.Tensor) -> None:
+        super().__init__()
+        self.table = nn.Embedding.from_pretrained(probs.log())
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None):
+        logits = self.table(input_ids)
+        return ModelOutput(logits=logits, last_hidden_state=logits)
+
+
+def test_beam_search_finds_the_more_probable_sequence_greedy_misses():
+    pad, eos, start, a, b, c = range(6)
+    probs = torch.full((6, 6), 1 / 6)
+    probs[start] = torch.tensor([0, 0, 0, 0.55, 0.45, 0])  # greedy takes A ...
+    probs[a] = torch.tensor([0, 0.2, 0, 0.25, 0.25, 0.3])  # ... and then nothing is likely
+    probs[b] = torch.tensor([0, 0.91, 0, 0.03, 0.03, 0.03])  # B is almost surely followed by EOS
+    probs[c] = torch.tensor([0, 0.97, 0, 0.01, 0.01, 0.01])
+    model, x = Bigram(probs.clamp(min=1e-9)), torch.tensor([[start]])
+    kw = dict(max_new_tokens=6, eos_token_id=eos, pad_token_id=pad, use_cache=False)
+    greedy = generate(model, x, **kw)[0].tolist()
+    beam = generate(model, x, num_beams=2, **kw)[0].tolist()
+    assert greedy == [start, a, c, eos]  # p = 0.55 * 0.3 * 0.97 = 0.16
+    assert beam == [start, b, eos]  # p = 0.45 * 0.91 = 0.41
+    # a strong length penalty (scores / length**3) prefers the longer hypothesis instead
+    assert generate(model, x, num_beams=2, length_penalty=3.0, **kw)[0].tolist() == [start, a, c, eos]
+
+
+def test_batched_beam_search_matches_each_prompt_alone():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**TINY)).eval()
+    prompts = [[5, 6, 7, 8, 9], [11, 12], [3]]
+    ids, mask = left_pad(prompts, pad_id=0)
+    batched = generate(model, ids, attention_mask=mask, max_new_tokens=6, num_beams=3, eos_token_id=7)
+    for row, prompt in zip(batched, prompts, strict=True):
+        alone = generate(model, torch.tensor([prompt]), max_new_tokens=6, num_beams=3, eos_token_id=7)[0]
+        generated = row[ids.shape[1]:]
+        assert generated[: len(alone) - len(prompt)].tolist() == alone[len(prompt):].tolist()
+
+
+BAD_BEAMS = [dict(num_beams=0), dict(num_beams=2, do_sample=True), dict(num_beams=2, early_stopping="x")]
+
+
+@pytest.mark.parametrize("kw", BAD_BEAMS)
+def test_bad_beam_options_are_refused(kw):
     model = GPT(GPTConfig(**TINY))
     with pytest.raises(ConfigError):
         generate(model, torch.ones(1, 2, dtype=torch.long), **{"max_new_tokens": 3, **kw})

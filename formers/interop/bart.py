@@ -91,7 +91,7 @@ def rules(c: BartConfig) -> list[Rule]:
 
 
 def ignored(c: BartConfig) -> list[str]:
-    return [r"model\.(encoder|decoder)\.embed_tokens\.weight"] + (["lm_head.weight"] if c.tie_weights else [])
+    return [r"(model\.)?(encoder|decoder)\.embed_tokens\.weight"] + (["lm_head.weight"] if c.tie_weights else [])
 
 
 BART = HFFamily("bart", "bart", "BartForConditionalGeneration", "model.", config_from_hf, config_to_hf, rules, ignored)

@@ -84,7 +84,7 @@ def rules(c: BertConfig) -> list[Rule]:
 
 def ignored(c: BertConfig) -> list[str]:
     # a position-id buffer of older checkpoints; the decoder's copies of the tied embedding and of predictions.bias
-    return [r"bert\.embeddings\.position_ids", r"cls\.predictions\.decoder\.bias"] + (
+    return [r"(bert\.)?embeddings\.position_ids", r"cls\.predictions\.decoder\.bias"] + (
         [r"cls\.predictions\.decoder\.weight"] if c.tie_weights else [])
 
 

@@ -68,7 +68,7 @@ def rules(c: GPTConfig) -> list[Rule]:
 
 def ignored(c: GPTConfig) -> list[str]:
     # causal-mask buffers of older checkpoints; the LM head when it is a copy of the embedding
-    return [r"transformer\.h\.\d+\.attn\.(masked_)?bias"] + (["lm_head.weight"] if c.tie_weights else [])
+    return [r"(transformer\.)?h\.\d+\.attn\.(masked_)?bias"] + (["lm_head.weight"] if c.tie_weights else [])
 
 
 GPT2 = HFFamily("gpt2", "gpt", "GPT2LMHeadModel", "transformer.", config_from_hf, config_to_hf, rules, ignored)

@@ -9,6 +9,7 @@ the `tokenizers` library, or a WordPiece vocab.txt when that is all a BERT folde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import warnings
@@ -60,15 +61,16 @@ def load_hf(folder: str | Path) -> nn.Module:
     hf_config = read_config(folder)
     family = family_of(hf_config, folder)
     state = read_hf_weights(folder)
-    if family.prefix and not any(k.startswith(family.prefix) for k in state):
-        state = {family.prefix + k: v for k, v in state.items()}  # a bare base model (BertModel, BartModel, ...)
     try:
         config = family.config_from_hf(hf_config, state)
     except ConfigError as e:
         raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
     model = build_model(config)
     source = str(folder)
-    converted, absent = from_checkpoint(state, family.rules(config), model, family.ignored(config), source)
+    rules = family.rules(config)
+    if family.prefix and not any(k.startswith(family.prefix) for k in state):  # a bare BertModel, BartModel, ...
+        rules = [dataclasses.replace(r, theirs=tuple(k.removeprefix(family.prefix) for k in r.theirs)) for r in rules]
+    converted, absent = from_checkpoint(state, rules, model, family.ignored(config), source)
     if absent:
         warnings.warn(f"{source} has no weights for {absent}: they keep their initial values (fine for encoding, "
                       "not for the heads' own predictions)", stacklevel=2)

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
-from formers.models import GPTConfig
+import torch
+
+from formers.models import BartConfig, BertConfig, GPTConfig, T5Config, TransformerConfig
+
+
+def plain(ids: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Decoder-only and encoder-only models read the ids directly."""
+    return dict(input_ids=ids, attention_mask=mask)
+
+
+def seq2seq(ids: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+    """Encoder-decoder models: a fixed source, the ids as the decoder's input (the side the battery probes)."""
+    source = torch.arange(1, 8).expand(ids.shape[0], -1)
+    return dict(input_ids=source, decoder_input_ids=ids, decoder_attention_mask=mask)
 
 
 @dataclasses.dataclass
@@ -13,9 +27,11 @@ class Case:
     name: str
     config: Any
     causal: bool  # outputs at t must not depend on inputs after t
+    inputs: Callable[..., dict] = plain  # (ids, mask) -> the model's keyword arguments
 
 
 TINY = dict(vocab_size=61, d_model=32, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.0)
+V11 = dict(activation="geglu", tie_weights=False, scale_decoder_output=False)  # T5 v1.1
 
 CASES = [
     Case("gpt-learned", GPTConfig(**TINY), causal=True),
@@ -23,4 +39,10 @@ CASES = [
     Case("gpt-alibi-post", GPTConfig(**TINY, position="alibi", norm_placement="post"), causal=True),
     Case("gpt-t5bias-relu", GPTConfig(**TINY, position="t5", activation="relu", bias=False), causal=True),
     Case("gpt-sinusoidal-explicit", GPTConfig(**TINY, position="sinusoidal", kernel="explicit"), causal=True),
+    Case("bert", BertConfig(**TINY), causal=False),
+    Case("bert-rotary-pre-rms", BertConfig(**TINY, position="rotary", norm_placement="pre", norm="rmsnorm"), False),
+    Case("transformer", TransformerConfig(**TINY), causal=True, inputs=seq2seq),
+    Case("t5", T5Config(**TINY), causal=True, inputs=seq2seq),
+    Case("t5-v1.1", T5Config(**TINY, **V11, n_decoder_layers=3, kernel="explicit"), causal=True, inputs=seq2seq),
+    Case("bart", BartConfig(**TINY), causal=True, inputs=seq2seq),
 ]

@@ -1,0 +1,53 @@
+"""Small random-init `transformers` reference models, built from config (no download), one per family."""
+
+from __future__ import annotations
+
+import torch
+import transformers as tf
+
+V = 97  # vocabulary of every reference
+BART = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
+            encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=40, vocab_size=V)
+T5 = dict(d_model=32, d_kv=6, d_ff=64, num_layers=2, num_heads=4, vocab_size=V)  # d_kv * heads != d_model on purpose
+
+BUILDERS = {
+    "gpt2": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=40, vocab_size=V,
+                                                     bos_token_id=1, eos_token_id=1)),
+    "bert": lambda: tf.BertForPreTraining(tf.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                        intermediate_size=64, max_position_embeddings=40,
+                                                        vocab_size=V)),
+    "t5-v1.0": lambda: tf.T5ForConditionalGeneration(tf.T5Config(**T5, feed_forward_proj="relu")),
+    "t5-v1.1": lambda: tf.T5ForConditionalGeneration(tf.T5Config(**T5, feed_forward_proj="gated-gelu",
+                                                                 tie_word_embeddings=False)),
+    "bart": lambda: tf.BartForConditionalGeneration(tf.BartConfig(**BART)),
+}
+ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart")
+
+
+def reference(name: str) -> torch.nn.Module:
+    """The reference model with every weight redrawn at a scale where mistakes show (N(0, 0.3); norms ~1)."""
+    torch.manual_seed(0)
+    model = BUILDERS[name]().eval()
+    if name == "t5-v1.1":  # transformers 5 ties T5's head at init whatever the config says: untie it as v1.1 is
+        model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if tensor.is_floating_point():
+                is_norm_scale = "norm" in key.lower() and key.endswith("weight")
+                tensor.copy_(torch.randn(tensor.shape, generator=g) * 0.3 + float(is_norm_scale))
+    return model
+
+
+def batch() -> dict[str, torch.Tensor]:
+    """Three rows right-padded to different lengths, for both sides of an encoder-decoder."""
+    g = torch.Generator().manual_seed(2)
+    mask = (torch.arange(9)[None] < torch.tensor([9, 6, 3])[:, None]).long()
+    decoder_mask = (torch.arange(7)[None] < torch.tensor([7, 5, 2])[:, None]).long()
+    return {
+        "input_ids": torch.randint(3, V, (3, 9), generator=g) * mask,
+        "attention_mask": mask,
+        "token_type_ids": (torch.arange(9)[None] >= 4).long().expand(3, -1),
+        "decoder_input_ids": torch.randint(3, V, (3, 7), generator=g),
+        "decoder_attention_mask": decoder_mask,
+    }
