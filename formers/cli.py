@@ -78,6 +78,7 @@ def build_parser() -> ArgumentParser:
 
 def cmd_train(args, overrides: dict[str, Any]) -> None:
     from formers.tasks import TASKS, load_recipe
+    from formers.tasks.base import expectation_lines
     from formers.training import Trainer
 
     recipe = load_recipe(args.recipe, overrides)
@@ -94,6 +95,8 @@ def cmd_train(args, overrides: dict[str, Any]) -> None:
     for key in sorted(after):
         start = f"{before[key]:.4f} -> " if key in before else ""
         print(f"{key}: {start}{after[key]:.4f}")
+    for line in expectation_lines(recipe.expect, after):
+        print(line)
     print(task.report(recipe, run))
     print(f"checkpoint: {out / f'step-{trainer.step:08d}'}  loss curve: {out / 'loss.png'}")
 

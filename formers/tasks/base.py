@@ -91,12 +91,28 @@ class Task:
 TASKS: dict[str, Task] = {}
 
 
+def expectation_lines(expect: dict[str, float], metrics: dict[str, float]) -> list[str]:
+    """Compare a recipe's stated quality with what the run reached (losses are upper bounds, others lower)."""
+    lines = []
+    for key, bound in sorted(expect.items()):
+        if key not in metrics:
+            lines.append(f"expect {key}: not measured by this task")
+            continue
+        upper = "loss" in key or "perplexity" in key
+        met = metrics[key] <= bound if upper else metrics[key] >= bound
+        verdict = "met" if met else "MISSED"
+        lines.append(f"expect {key} {'<=' if upper else '>='} {bound}: {metrics[key]:.4f} ({verdict})")
+    return lines
+
+
 def register_task(name: str, task: Task) -> None:
     TASKS[name] = task
 
 
 def _ensure_loaded() -> None:
     import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
+    import formers.tasks.pretraining  # noqa: F401  (registers masked_lm, span_corruption, denoising)
+    import formers.tasks.seq2seq_tasks  # noqa: F401  (registers sequence_seq2seq)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
