@@ -34,3 +34,7 @@ class NonFiniteLossError(FormersError, FloatingPointError):
 
 class DataError(FormersError, ValueError):
     """Input data is missing, empty or malformed."""
+
+
+class AttentionFitError(ConfigError):
+    """An attention kind's window, block or projection size does not fit the sequence it is given."""

@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint as recompute
 
 from formers.config import Config, check
 from formers.nn.attention import CrossAttention, SelfAttention
@@ -18,6 +19,7 @@ from formers.nn.cache import KVCache, StaticKV
 from formers.nn.embeddings import Rope
 from formers.nn.feedforward import Activation, make_feed_forward
 from formers.nn.kernels import KERNELS, make_kernel
+from formers.nn.long_attention import LongAttentionConfig
 from formers.nn.norms import NormKind, make_norm
 
 
@@ -37,7 +39,9 @@ class BlockConfig(Config):
     dropout: float = 0.1  # on residual branches and embeddings
     attn_dropout: float | None = None  # on attention weights; None = dropout
     attention_scale: float | None = None  # None = 1/sqrt(d_head); 1.0 = unscaled
-    kernel: str = "sdpa"  # an entry of formers.nn.kernels.KERNELS
+    kernel: str = "sdpa"  # an entry of formers.nn.kernels.KERNELS (long inputs: see nn/long_attention.py)
+    attention: LongAttentionConfig = dataclasses.field(default_factory=LongAttentionConfig)  # long kinds' sizes
+    checkpoint: bool = False  # recompute each block in backward: activation memory of one block, ~1.3x time
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -118,24 +122,42 @@ def make_block(cfg: BlockConfig, *, causal: bool, cross: bool = False, d_memory:
         return make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, bias=cfg.bias)
 
     common = dict(d_head=cfg.d_head, bias=cfg.bias, dropout=attn_dropout, scale=cfg.attention_scale)
-    attention = SelfAttention(cfg.d_model, cfg.n_heads, kernel=make_kernel(cfg.kernel), causal=causal, **common)
+    kernel = make_kernel(cfg.kernel, cfg.attention, causal=causal)
+    attention = SelfAttention(cfg.d_model, cfg.n_heads, kernel=kernel, causal=causal, **common)
     cross_attention = None
     if cross:
+        cross_kernel = make_kernel(cfg.kernel, cfg.attention, cross=True)
         cross_attention = residual(
-            CrossAttention(cfg.d_model, cfg.n_heads, kernel=make_kernel(cfg.kernel), d_memory=d_memory, **common),
+            CrossAttention(cfg.d_model, cfg.n_heads, kernel=cross_kernel, d_memory=d_memory, **common),
             norm(), cfg.dropout,
         )
     feed_forward = make_feed_forward(cfg.activation, cfg.d_model, cfg.ff_dim, bias=cfg.bias, dropout=0.0)
     return Block(residual(attention, norm(), cfg.dropout), residual(feed_forward, norm(), cfg.dropout), cross_attention)
 
 
-class Stack(nn.Module):
-    """N blocks sharing one mask, position bias and rotary table, plus the final norm of pre-norm stacks."""
+def _run(block: Block, x: torch.Tensor, **kw) -> torch.Tensor:
+    return block(x, **kw)
 
-    def __init__(self, blocks: list[Block], final_norm: nn.Module) -> None:
+
+def _run_checkpointed(block: Block, x: torch.Tensor, **kw) -> torch.Tensor:
+    """Keep only the block's input; recompute its activations in backward (Chen et al. 2016)."""
+    if not torch.is_grad_enabled():
+        return block(x, **kw)
+    # Non-reentrant: works with kwargs and inputs that need no grad; RNG state is replayed, so dropout matches.
+    return recompute(block, x, use_reentrant=False, **kw)
+
+
+class Stack(nn.Module):
+    """N blocks sharing one mask, position bias and rotary table, plus the final norm of pre-norm stacks.
+
+    `checkpoint=True` recomputes each block during backward instead of keeping its activations.
+    """
+
+    def __init__(self, blocks: list[Block], final_norm: nn.Module, checkpoint: bool = False) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(blocks)
         self.final_norm = final_norm
+        self.run_block = _run_checkpointed if checkpoint else _run  # chosen once, never tested in forward
 
     def forward(
         self,
@@ -151,8 +173,8 @@ class Stack(nn.Module):
         cross_caches: list[StaticKV] | None = None,
     ) -> torch.Tensor:
         for i, block in enumerate(self.blocks):
-            x = block(
-                x, mask=mask, bias=bias, rope=rope,
+            x = self.run_block(
+                block, x, mask=mask, bias=bias, rope=rope,
                 cache=cache.layer(i) if cache is not None else None,
                 memory=memory, memory_mask=memory_mask, memory_bias=memory_bias,
                 cross_cache=cross_caches[i] if cross_caches is not None else None,
@@ -167,4 +189,4 @@ def make_stack(cfg: BlockConfig, n_layers: int, *, causal: bool, cross: bool = F
     blocks = [make_block(cfg, causal=causal, cross=cross, d_memory=d_memory) for _ in range(n_layers)]
     pre = cfg.norm_placement == "pre"
     final = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, bias=cfg.bias) if pre else nn.Identity()
-    return Stack(blocks, final)
+    return Stack(blocks, final, checkpoint=cfg.checkpoint)

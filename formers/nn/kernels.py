@@ -109,9 +109,23 @@ class ExplicitKernel:
         return out
 
 
-KERNELS = {"sdpa": SDPAKernel, "explicit": ExplicitKernel}
+# The long-context kinds build on the dense kernels above, so they are imported after them.
+from formers.nn.long_attention import LONG_KERNELS, SELF_ONLY, LongAttentionConfig  # noqa: E402
+
+# name -> factory(config: LongAttentionConfig, causal: bool) -> kernel (a callable, or an nn.Module with weights)
+KERNELS = {
+    "sdpa": lambda config, causal: SDPAKernel(),
+    "explicit": lambda config, causal: ExplicitKernel(),
+    **LONG_KERNELS,
+}
 
 
-def make_kernel(name: str):
-    """Build the kernel a config names."""
-    return KERNELS[name]()
+def make_kernel(name: str, config: LongAttentionConfig | None = None, *, causal: bool = False, cross: bool = False):
+    """Build the kernel a config names; long kinds read their sizes from `config`.
+
+    Cross-attention (`cross=True`) keeps dense SDPA for the kinds defined over one
+    sequence's positions (see long_attention.SELF_ONLY).
+    """
+    if cross and name in SELF_ONLY:
+        name = "sdpa"
+    return KERNELS[name](config or LongAttentionConfig(), causal)
