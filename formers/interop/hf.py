@@ -73,7 +73,7 @@ def load_hf(folder: str | Path) -> nn.Module:
     converted, absent = from_checkpoint(state, rules, model, family.ignored(config), source)
     if absent:
         warnings.warn(f"{source} has no weights for {absent}: they keep their initial values (fine for encoding, "
-                      "not for the heads' own predictions)", stacklevel=2)
+                      "not for the heads' own predictions)", stacklevel=3)
     load_weights(model, converted, source=source)
     return model.eval()
 
@@ -97,7 +97,8 @@ def save_hf(model: nn.Module, folder: str | Path, tokenizer=None) -> None:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     _write_atomic(folder / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-    text = json.dumps({**hf_config, "dtype": "float32"}, indent=2, sort_keys=True)
+    dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    text = json.dumps({**hf_config, "dtype": dtype}, indent=2, sort_keys=True)
     _write_atomic(folder / "config.json", lambda p: p.write_text(text))
     if tokenizer is not None:
         tokenizer.save(folder)
