@@ -115,7 +115,12 @@ def load(path: str | Path, *, device: str | torch.device = "cpu") -> nn.Module:
 
 
 def load_tokenizer(path: str | Path):
-    """The tokenizer stored beside a checkpoint's weights."""
+    """The tokenizer stored beside a checkpoint's weights (a Hugging Face folder's too)."""
     from formers.data.tokenizers import Tokenizer
 
-    return Tokenizer.load(resolve_checkpoint(path))
+    folder = resolve_checkpoint(path)
+    if "family" not in read_config(folder):
+        from formers.interop.hf import load_hf_tokenizer
+
+        return load_hf_tokenizer(folder)
+    return Tokenizer.load(folder)
