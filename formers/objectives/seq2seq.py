@@ -2,7 +2,7 @@
 
 The decoder reads the target shifted right by one, starting from the model's
 `decoder_start_token_id`, and predicts the target itself. Label smoothing (Szegedy et al.
-2016; the original Transformer used 0.1) trains on the smoothed loss; `nll` reports the
+2016; the original Transformer used 0.1) trains on the smoothed loss; `nll_loss` reports the
 plain cross-entropy, which is what a baseline compares with.
 """
 
@@ -56,7 +56,7 @@ def collate_pairs(sources: Sequence[torch.Tensor], targets: Sequence[torch.Tenso
 
 
 class Seq2SeqLM:
-    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll, token and sequence accuracy.
+    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll_loss, token and sequence accuracy.
 
     The decoder start token is the model's own (`model.config.decoder_start_token_id`) unless
     given. The target's right padding needs no decoder mask: the decoder is causal, so a real
@@ -80,7 +80,7 @@ class Seq2SeqLM:
         metrics = token_cross_entropy(out.logits, labels, self.config.label_smoothing)
         with torch.no_grad():
             flat = out.logits.reshape(-1, out.logits.shape[-1]).float()
-            metrics["nll"] = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX)
+            metrics["nll_loss"] = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX)
             # Every target token right under teacher forcing = greedy decoding reproduces the target exactly.
             wrong = (out.logits.argmax(-1) != labels) & (labels != IGNORE_INDEX)
             metrics["sequence_accuracy"] = (~wrong.any(dim=1)).float().mean()

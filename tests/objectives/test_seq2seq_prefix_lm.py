@@ -43,7 +43,7 @@ def test_label_smoothed_loss_by_hand():
     smoothed = (1 - eps) * nll + eps * -sum(log_p) / 3  # Szegedy et al.: mix with the uniform distribution
     out = Seq2SeqLM(Seq2SeqLMConfig(label_smoothing=eps), pad_id=PAD)(
         Fake(), {"input_ids": labels.clamp(min=0), "labels": labels})
-    assert abs(out["loss"].item() - smoothed) < 1e-6 and abs(out["nll"].item() - nll) < 1e-6
+    assert abs(out["loss"].item() - smoothed) < 1e-6 and abs(out["nll_loss"].item() - nll) < 1e-6
     assert out["sequence_accuracy"].item() == 1.0  # the one counted token is the argmax
     assert seen["decoder_input_ids"].tolist() == [[START, 0]]
     wrong = Seq2SeqLM(decoder_start_token_id=START)(Fake(), {"input_ids": labels, "labels": torch.tensor([[1, 1]])})
