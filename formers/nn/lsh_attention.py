@@ -24,7 +24,7 @@ from torch.nn import functional as F
 
 from formers.errors import AttentionFitError
 from formers.nn.kernels import explicit_attention
-from formers.nn.sparse_core import attend_at, gather_pairs, gather_rows
+from formers.nn.sparse_core import attend_at, gather_pairs, gather_rows, sdpa_attend
 
 if TYPE_CHECKING:
     from formers.nn.long_attention import LongAttentionConfig
@@ -52,6 +52,8 @@ class LSHKernel:
         self.n_buckets, self.n_rounds, self.chunk_size = config.lsh_buckets, config.lsh_rounds, config.chunk_size
         self.shared_qk, self.seed = config.lsh_shared_qk, config.seed
         self._rotations: dict = {}
+        # One round needs no normaliser: the fused path. Several rounds mix by log-sum-exp: explicit weights.
+        self.attend = sdpa_attend if self.n_rounds == 1 else _attend_keep_weights
 
     def hash(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, H, T, D) -> buckets (B, H, R, T), one row per hash round."""
@@ -112,7 +114,7 @@ class LSHKernel:
         flat = lambda x: x.flatten(2, 3)  # noqa: E731  (B, H, R, nc, ...) -> (B, H, R*nc, ...)
         out, weights, ok = attend_at(
             q, k, v, flat(q_idx), flat(k_idx), flat(allowed), mask=mask, bias=None, causal=causal, scale=scale,
-            dropout_p=dropout_p, attend=_attend_keep_weights, extra_bias=None if extra is None else flat(extra),
+            dropout_p=dropout_p, attend=self.attend, extra_bias=None if extra is None else flat(extra),
         )
         return self._merge_rounds(q, k, out, weights, ok, flat(q_idx), flat(k_idx), extra, scale, t)
 

@@ -29,9 +29,26 @@ def explicit_attend(q, k, v, **kw) -> tuple[torch.Tensor, torch.Tensor]:
     return explicit_attention(q, k, v, **kw)
 
 
-def sdpa_attend(q, k, v, **kw) -> tuple[torch.Tensor, None]:
-    """The fused path: (output, None)."""
-    return sdpa_attention(q, k, v, **kw), None
+def sdpa_attend(q, k, v, *, mask=None, bias=None, **kw) -> tuple[torch.Tensor, None]:
+    """The fused path: (output, None). Tiles (B, H, G, n, D) go in as (B*H, G, n, D): torch's CPU
+    flash kernel takes only 4-D inputs and falls back to the materialising math path otherwise."""
+    if q.dim() == 4:
+        return sdpa_attention(q, k, v, mask=mask, bias=bias, **kw), None
+    b, h, g, c, d = q.shape
+    out = sdpa_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), mask=_tiles_4d(mask, b, h),
+                         bias=_tiles_4d(bias, b, h), **kw)
+    return out.view(b, h, g, c, d), None
+
+
+def _tiles_4d(t: torch.Tensor | None, b: int, h: int) -> torch.Tensor | None:
+    """A mask or bias over tiles (.., G, c, L) -> (1 or B*H, G, c, L); copies only when it varies by batch or head."""
+    if t is None:
+        return None
+    while t.dim() < 5:
+        t = t[None]
+    if t.shape[0] == 1 and t.shape[1] == 1:
+        return t[0]
+    return t.expand(b, h, *t.shape[2:]).reshape(b * h, *t.shape[2:])
 
 
 def as_4d(t: torch.Tensor) -> torch.Tensor:
