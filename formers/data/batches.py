@@ -18,9 +18,11 @@ from formers.errors import CheckpointError, DataError
 class TokenWindows:
     """Random windows of `seq_len + 1` tokens from one long stream, as (input_ids, labels).
 
-    The batch at step n comes from a generator seeded by a hash of (seed, n, rank), not from
-    a generator carried across steps: the whole resume state is the step counter, it is
-    the same on every machine, and each rank of a distributed run draws its own windows.
+    The batch at step n comes from a generator seeded by a hash of (seed, n), not from a
+    generator carried across steps: the whole resume state is the step counter, and it is the
+    same on every machine. In a distributed run every rank draws the same global batch of
+    `world_size * batch_size` windows and keeps its own slice, so N processes with
+    `batch_size` B see exactly the data of one process with `batch_size` N*B.
     """
 
     def __init__(
@@ -37,9 +39,10 @@ class TokenWindows:
         self._offsets = torch.arange(seq_len + 1)  # (T+1,)
 
     def next_batch(self) -> dict[str, Tensor]:
-        g = torch.Generator().manual_seed(_mix(self.seed, self.step, self.rank))
+        g = torch.Generator().manual_seed(_mix(self.seed, self.step))
         n_starts = len(self.tokens) - self.seq_len  # last start leaves room for seq_len + 1 tokens
-        starts = torch.randint(n_starts, (self.batch_size,), generator=g)  # (B,)
+        starts = torch.randint(n_starts, (self.world_size * self.batch_size,), generator=g)  # (N*B,) global batch
+        starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]  # (B,) this rank's slice
         windows = self.tokens[starts[:, None] + self._offsets]  # (B, T+1)
         self.step += 1
         return {"input_ids": windows[:, :-1], "labels": windows[:, 1:]}  # (B, T) each

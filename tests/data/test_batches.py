@@ -55,12 +55,13 @@ def test_resume_from_state_reproduces_the_rest_of_the_run():
         assert torch.equal(want["labels"], got["labels"])
 
 
-def test_ranks_draw_different_windows():
-    r0 = draw(windows(rank=0, world_size=2), 3)
-    r1 = draw(windows(rank=1, world_size=2), 3)
-    for a, b in zip(r0, r1, strict=True):
-        # Independent draws, not a partition: they differ, though a window may repeat by chance.
-        assert set(a["input_ids"][:, 0].tolist()) != set(b["input_ids"][:, 0].tolist())
+def test_ranks_split_the_global_batch_of_one_process():
+    one = draw(windows(batch_size=6), 3)
+    ranks = [draw(windows(batch_size=2, rank=r, world_size=3), 3) for r in range(3)]
+    for step, whole in enumerate(one):
+        for key in ("input_ids", "labels"):
+            # rank r holds rows [2r, 2r + 2) of the one-process batch: together exactly that batch
+            assert torch.equal(torch.cat([ranks[r][step][key] for r in range(3)]), whole[key])
 
 
 def test_bad_inputs_raise_data_error():
