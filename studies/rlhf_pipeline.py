@@ -74,6 +74,32 @@ def dpo_tracker(r, tokenizer, reference, every: int, curve: list) -> Any:
     return track
 
 
+def dpo_stages(out: Path, quick: bool, sft_run, results: dict, seconds: dict) -> list[dict]:
+    """DPO, then reference-free DPO, from the SFT run; both judged against the SFT policy. Returns DPO's curve."""
+    start = time.perf_counter()
+    dpo_recipe = recipe("dpo", quick, {"objective.init_from": str(out / "sft")})
+    dpo_curve: list[dict] = []
+    reference = frozen_copy(sft_run.model)
+    tracker = dpo_tracker(dpo_recipe, sft_run.tokenizer, reference, max(1, dpo_recipe.trainer.max_steps // 10),
+                          dpo_curve)
+    dpo_run, dpo_fit = train(dpo_recipe, out / "dpo", callbacks=[tracker])
+    last = judge(dpo_run.model.eval(), sft_run.tokenizer, dpo_recipe, reference, n=128, seed=1)  # the curve's end
+    dpo_curve.append({"step": dpo_fit["step"], "satisfaction": last["satisfaction/all"], "kl": last["kl"]})
+    results["dpo"] = judge(dpo_run.model, dpo_run.tokenizer, dpo_recipe, reference)
+    results["dpo"]["val_accuracy"] = dpo_fit["last_eval"]["val/accuracy"]  # implied-reward accuracy on pairs
+    seconds["dpo"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    free_recipe = recipe("dpo", quick, {"objective.init_from": str(out / "sft"),
+                                             "objective.dpo.reference_free": True})
+    free_run, free_fit = train(free_recipe, out / "dpo_reference_free")
+    results["dpo_reference_free"] = judge(free_run.model.eval(), free_run.tokenizer, free_recipe, reference)
+    results["dpo_reference_free"]["val_accuracy"] = free_fit["last_eval"]["val/accuracy"]
+    seconds["dpo_reference_free"] = time.perf_counter() - start
+
+    return dpo_curve
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, type=Path)
@@ -108,26 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["ppo"] = ppo_fit["test"]
     seconds["ppo"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    dpo_recipe = recipe("dpo", args.quick, {"objective.init_from": str(out / "sft")})
-    dpo_curve: list[dict] = []
-    reference = frozen_copy(sft)
-    tracker = dpo_tracker(dpo_recipe, sft_run.tokenizer, reference, max(1, dpo_recipe.trainer.max_steps // 10),
-                          dpo_curve)
-    dpo_run, dpo_fit = train(dpo_recipe, out / "dpo", callbacks=[tracker])
-    last = judge(dpo_run.model.eval(), sft_run.tokenizer, dpo_recipe, reference, n=128, seed=1)  # the curve's end
-    dpo_curve.append({"step": dpo_fit["step"], "satisfaction": last["satisfaction/all"], "kl": last["kl"]})
-    results["dpo"] = judge(dpo_run.model, dpo_run.tokenizer, dpo_recipe, reference)
-    results["dpo"]["val_accuracy"] = dpo_fit["last_eval"]["val/accuracy"]  # implied-reward accuracy on pairs
-    seconds["dpo"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    free_recipe = recipe("dpo", args.quick, {"objective.init_from": str(out / "sft"),
-                                             "objective.dpo.reference_free": True})
-    free_run, free_fit = train(free_recipe, out / "dpo_reference_free")
-    results["dpo_reference_free"] = judge(free_run.model.eval(), free_run.tokenizer, free_recipe, reference)
-    results["dpo_reference_free"]["val_accuracy"] = free_fit["last_eval"]["val/accuracy"]
-    seconds["dpo_reference_free"] = time.perf_counter() - start
+    dpo_curve = dpo_stages(out, args.quick, sft_run, results, seconds)
 
     report = {"quick": args.quick, "seconds": seconds, "results": results,
               "curves": {"reward_model": _history(rm_fit["history"], ("train/loss", "train/accuracy", "val/accuracy")),
