@@ -34,7 +34,8 @@ class BlockConfig(Config):
     activation: Activation = "gelu"
     norm: NormKind = "layernorm"
     norm_eps: float = 1e-5
-    norm_placement: Literal["pre", "post"] = "pre"
+    norm_placement: Literal["pre", "post", "none"] = "pre"  # "none": no norm anywhere (ablation studies)
+    residual: bool = True  # False drops the skip connections (ablation studies; He et al. 2016)
     bias: bool = True  # biases in linear layers and LayerNorm
     dropout: float = 0.1  # on residual branches and embeddings
     attn_dropout: float | None = None  # on attention weights; None = dropout
@@ -85,6 +86,28 @@ class PostNorm(nn.Module):
         return self.norm(x + self.dropout(self.sublayer(x, **kw)))
 
 
+class NoResidual(nn.Module):
+    """sublayer(norm(x)) with no skip connection: the ablation that shows what residuals are for.
+
+    Without the skip, pre- and post-norm differ only in where a stack's first and last norm sit,
+    so both placements build this one order.
+    """
+
+    def __init__(self, sublayer: nn.Module, norm: nn.Module, dropout: float) -> None:
+        super().__init__()
+        self.norm, self.sublayer, self.dropout = norm, sublayer, nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, **kw) -> torch.Tensor:
+        return self.dropout(self.sublayer(self.norm(x), **kw))
+
+
+def residual_wrapper(cfg: BlockConfig) -> type[nn.Module]:
+    """The sublayer wrapper a config names; norm_placement "none" is PreNorm around an identity norm."""
+    if not cfg.residual:
+        return NoResidual
+    return PostNorm if cfg.norm_placement == "post" else PreNorm
+
+
 class Block(nn.Module):
     """Self-attention, then (decoders of encoder-decoder models) cross-attention, then feed-forward."""
 
@@ -115,10 +138,12 @@ class Block(nn.Module):
 
 def make_block(cfg: BlockConfig, *, causal: bool, cross: bool = False, d_memory: int | None = None) -> Block:
     """Build one layer as `cfg` describes: the only place configs turn into block modules."""
-    residual = PreNorm if cfg.norm_placement == "pre" else PostNorm
+    residual = residual_wrapper(cfg)
     attn_dropout = cfg.dropout if cfg.attn_dropout is None else cfg.attn_dropout
 
     def norm() -> nn.Module:
+        if cfg.norm_placement == "none":
+            return nn.Identity()
         return make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, bias=cfg.bias)
 
     common = dict(d_head=cfg.d_head, bias=cfg.bias, dropout=attn_dropout, scale=cfg.attention_scale)
