@@ -7,6 +7,7 @@ recipe's typed configs. Every FormersError prints as one line and exits 1.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -79,18 +80,22 @@ def build_parser() -> ArgumentParser:
 def cmd_train(args, overrides: dict[str, Any]) -> None:
     from formers.tasks import TASKS, load_recipe
     from formers.tasks.base import expectation_lines
-    from formers.training import Trainer
+    from formers.training import Trainer, distributed
 
     recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out)
     task = TASKS[recipe.task]
     run = task.build(recipe)
-    print(f"{recipe.task}: {sum(p.numel() for p in run.model.parameters()):,} parameters -> {out}")
+    if distributed.is_main():  # under torchrun every rank runs this function; rank 0 speaks
+        print(f"{recipe.task}: {sum(p.numel() for p in run.model.parameters()):,} parameters -> {out}")
     trainer = Trainer(
         run.model, run.objective, run.train_source, config=recipe.trainer, out_dir=out,
         val_batches=run.val_batches, tokenizer=run.tokenizer, extra_state={"recipe": recipe.to_dict()},
     )
     result = trainer.fit(resume=args.resume)
+    if not trainer.is_main:
+        return
+    run = dataclasses.replace(run, model=trainer.model)  # after FSDP: the whole model, gathered on rank 0
     before, after = result["first_eval"], result["last_eval"]
     for key in sorted(after):
         start = f"{before[key]:.4f} -> " if key in before else ""

@@ -34,12 +34,16 @@ def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_model(model: nn.Module, folder: str | Path, tokenizer=None) -> None:
-    """Write config.json (with the family name), model.safetensors and, if given, tokenizer.json."""
+def save_model(model: nn.Module, folder: str | Path, tokenizer=None, *, state: dict | None = None) -> None:
+    """Write config.json (with the family name), model.safetensors and, if given, tokenizer.json.
+
+    `state` replaces the model's own weights (the Trainer passes fp32 master weights, or FSDP shards
+    gathered into full tensors)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
-    save_file(unique_state_dict(model), str(folder / WEIGHTS_FILE), metadata={"format": "pt", "family": model.family})
+    weights = unique_state_dict(model) if state is None else {k: v.contiguous() for k, v in state.items()}
+    save_file(weights, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "family": model.family})
     if tokenizer is not None:
         tokenizer.save(folder)
 

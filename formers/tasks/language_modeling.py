@@ -9,6 +9,7 @@ from formers.generation import generate, left_pad
 from formers.objectives import CausalLM, CausalLMConfig
 from formers.registry import build_model
 from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.training import distributed
 
 
 def corpus_split(recipe: Recipe) -> tuple[str, str]:
@@ -39,7 +40,9 @@ def build(recipe: Recipe) -> Run:
     return Run(
         model=model,
         objective=make_objective(recipe),
-        train_source=TokenWindows(train_ids, seq_len=recipe.data.seq_len, batch_size=t.batch_size, seed=t.seed),
+        # under torchrun each rank keeps its slice of every global batch (batch_size is per rank)
+        train_source=TokenWindows(train_ids, seq_len=recipe.data.seq_len, batch_size=t.batch_size, seed=t.seed,
+                                  rank=distributed.rank(), world_size=distributed.world_size()),
         val_batches=eval_windows(val_ids, seq_len=recipe.data.seq_len, batch_size=t.batch_size,
                                  max_batches=t.eval_batches),
         tokenizer=tokenizer,

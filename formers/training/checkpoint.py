@@ -108,7 +108,11 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
     """Split `optimizer.state_dict()` into tensors (safetensors) and everything else (JSON)."""
-    state = optimizer.state_dict()
+    return split_optimizer_state(optimizer.state_dict())
+
+
+def split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    """An index-keyed optimizer state dict -> (tensors, JSON-able rest)."""
     tensors, scalars = {}, {}
     for index, values in state["state"].items():
         for name, value in values.items():
@@ -119,7 +123,8 @@ def optimizer_state_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[s
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def join_optimizer_state(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    """Inverse of `split_optimizer_state`."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         _, index, name = key.split(".", 2)
@@ -128,7 +133,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, to
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    return {"state": state, "param_groups": groups}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    optimizer.load_state_dict(join_optimizer_state(tensors, meta))
 
 
 def rng_state() -> tuple[dict[str, torch.Tensor], dict]:

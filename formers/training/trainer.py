@@ -2,6 +2,10 @@
 
     objective(model, batch) -> {"loss": tensor, **metrics}
     source.next_batch() -> batch;  source.state_dict() / load_state_dict(d)  (for exact resume)
+
+The same loop runs one process or many under torchrun (`distributed: ddp | fsdp`, see
+distributed.py): each rank's source yields its own part of the global batch, metrics are
+averaged over ranks, and only rank 0 (`is_main`) logs and writes checkpoints.
 """
 
 from __future__ import annotations
@@ -10,9 +14,8 @@ import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -20,10 +23,13 @@ from tqdm.auto import tqdm
 
 from formers.config import Config, check
 from formers.errors import CheckpointError, NonFiniteLossError
-from formers.io import WEIGHTS_FILE, load_weights, read_weights, save_model
+from formers.io import WEIGHTS_FILE, load, read_weights, save_model
 from formers.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler, param_groups
 from formers.training import checkpoint as ckpt
+from formers.training import distributed
+from formers.training.distributed import Mode
 from formers.training.logging import RunLogger
+from formers.training.precision import MasterWeights, Precision, autocast
 
 Objective = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
 
@@ -42,8 +48,10 @@ class TrainerConfig(Config):
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 = autocast (AMX on this CPU, tensor cores on GPU)
+    # fp32 | bf16 (autocast) | bf16-pure (bf16 model, fp32 master weights in the optimizer); see precision.py
+    precision: Precision = "fp32"
     device: str = "auto"  # "auto" = cuda if available, else cpu
+    distributed: Mode = "none"  # under torchrun: ddp (replicas) or fsdp (sharded); see distributed.py
     seed: int = 0
     eval_every: int = 200  # steps between evaluations; 0 = only at start and end
     eval_batches: int = 20
@@ -99,59 +107,76 @@ class Trainer:
     ) -> None:
         """`extra_state` (e.g. the recipe) is saved as extra.json in every checkpoint;
         `param_groups_fn` overrides the default weight-decay split (layer-wise LR, frozen parts);
-        each callback runs before every optimizer step with the trainer (gradual unfreezing)."""
+        each callback runs before every optimizer step with the trainer (gradual unfreezing).
+        Under torchrun, `train_source` must yield this rank's part of the global batch."""
         self.config, self.objective, self.source = config, objective, train_source
         self.val_batches, self.tokenizer, self.extra_state = list(val_batches), tokenizer, extra_state
         self.callbacks = list(callbacks)
         self.out_dir = Path(out_dir)
-        self.device = resolve_device(config.device)
+        self.device, self._owns_group = distributed.setup(config.distributed, resolve_device(config.device))
+        self.strategy = distributed.make_strategy(
+            config.distributed, self.device, bf16_params=config.precision == "bf16-pure"
+        )
+        self.is_main = distributed.is_main()  # rank 0 under torchrun; only it writes
         self.model = model.to(self.device)
-        self.forward_model = torch.compile(model) if config.compile else model
-        groups = (param_groups_fn or (lambda m: param_groups(m, config.optimizer.weight_decay)))(model)
-        self.optimizer = build_optimizer(groups, config.optimizer)
+        groups_fn = param_groups_fn or (lambda m: param_groups(m, config.optimizer.weight_decay))
+        # bf16-pure: the model becomes bf16 before wrapping (DDP buckets by dtype); FSDP has its own policy.
+        self.master = (
+            MasterWeights(model, groups_fn(model))
+            if config.precision == "bf16-pure" and self.strategy.name != "fsdp" else None
+        )
+        self.wrapped = self.strategy.wrap(model)  # FSDP swaps the parameters for shards: groups come after
+        self.optimizer = build_optimizer(self.master.groups if self.master else groups_fn(model), config.optimizer)
         self.scheduler = build_scheduler(self.optimizer, config.schedule, config.max_steps)
+        self.forward_model = torch.compile(self.wrapped) if config.compile else self.wrapped
         self.step = 0
-        self.is_main = True  # rank 0 under torchrun; only it writes
         self.logger = RunLogger(self.out_dir, enabled=False)
 
     # ---- one step -------------------------------------------------------------------
     def autocast(self):
-        if self.config.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return nullcontext()
+        return autocast(self.config.precision, self.device)
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def train_step(self) -> dict[str, float]:
-        """Accumulate gradients over micro-batches, check the loss, clip, update."""
-        self.model.train()
+        """Accumulate gradients over micro-batches, average metrics over ranks, check, clip, update."""
+        self.wrapped.train()
         self.optimizer.zero_grad(set_to_none=True)
-        totals: dict[str, float] = {}
-        tokens = 0
-        for _ in range(self.config.grad_accum):
+        accum = self.config.grad_accum
+        sums, keys = None, []
+        for i in range(accum):
             batch = move(self.source.next_batch(), self.device)
-            tokens += batch_tokens(batch)
-            with self.autocast():
-                metrics = self.objective(self.forward_model, batch)
-            loss = metrics["loss"]
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {self.step}; no update was applied and the last checkpoint "
-                    f"in {self.out_dir} is intact. Lower trainer.optimizer.lr, add warmup or set grad_clip"
-                )
-            (loss / self.config.grad_accum).backward()
-            for key, value in metrics.items():
-                value = value.detach() if isinstance(value, torch.Tensor) else value
-                totals[key] = totals.get(key, 0.0) + float(value) / self.config.grad_accum
+            # DDP/FSDP all-reduce gradients only after the last micro-batch
+            with self.strategy.gradient_sync(self.wrapped, enabled=i == accum - 1):
+                with self.autocast():
+                    metrics = self.objective(self.forward_model, batch)
+                (metrics["loss"] / accum).backward()
+            keys = list(metrics)
+            values = _vector([*metrics.values(), batch_tokens(batch)], self.device)
+            sums = values if sums is None else sums + values
+        *means, tokens = distributed.all_sum(sums).tolist()  # one sync per step, not one per metric
+        totals = {k: v / (accum * distributed.world_size()) for k, v in zip(keys, means, strict=True)}
+        if not math.isfinite(totals["loss"]):  # the same on every rank: all stop together
+            raise NonFiniteLossError(
+                f"loss is {totals['loss']} at step {self.step}; no update was applied and the last checkpoint "
+                f"in {self.out_dir} is intact. Lower trainer.optimizer.lr, add warmup or set grad_clip"
+            )
         for callback in self.callbacks:
             callback(self)
+        if self.master is not None:
+            self.master.grads_to_master()
         if self.config.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            if not torch.isfinite(norm):
+            norm = float(distributed.scalar(torch.nn.utils.clip_grad_norm_(self._params(), self.config.grad_clip)))
+            if not math.isfinite(norm):
                 raise NonFiniteLossError(
-                    f"gradient norm is {norm.item()} at step {self.step}; no update was applied. "
+                    f"gradient norm is {norm} at step {self.step}; no update was applied. "
                     "Lower trainer.optimizer.lr or use fp32"
                 )
-            totals["grad_norm"] = float(norm)
+            totals["grad_norm"] = norm
         self.optimizer.step()
+        if self.master is not None:
+            self.master.master_to_model()
         self.scheduler.step()
         self.step += 1
         totals["tokens"] = tokens
@@ -159,33 +184,51 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, batches: Sequence[dict] | None = None) -> dict[str, float]:
-        """Mean of each metric over the validation batches, in eval mode."""
-        batches = self.val_batches if batches is None else batches
+        """Mean of each metric over the validation batches, in eval mode; ranks share the batches out."""
+        batches = list(self.val_batches if batches is None else batches)[: self.config.eval_batches]
         if not batches:
             return {}
-        was_training = self.model.training
-        self.model.eval()
-        sums: dict[str, float] = {}
-        for batch in batches[: self.config.eval_batches]:
+        was_training = self.wrapped.training
+        self.wrapped.eval()
+        mine = batches[distributed.rank() :: distributed.world_size()]
+        rounds = math.ceil(len(batches) / distributed.world_size())
+        sums, keys = None, []
+        for i in range(rounds):
+            # Every rank runs the same number of forwards (FSDP all-gathers in each); spares count zero.
+            batch, weight = (mine[i], 1.0) if i < len(mine) else (batches[0], 0.0)
             with self.autocast():
                 metrics = self.objective(self.forward_model, move(batch, self.device))
-            for key, value in metrics.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-        self.model.train(was_training)
-        n = min(len(batches), self.config.eval_batches)
-        return {f"val/{k}": v / n for k, v in sums.items()}
+            keys = list(metrics)
+            values = _vector(list(metrics.values()), self.device) * weight
+            sums = values if sums is None else sums + values
+        self.wrapped.train(was_training)
+        means = distributed.all_sum(sums).tolist()
+        return {f"val/{k}": v / len(batches) for k, v in zip(keys, means, strict=True)}
 
     # ---- the loop -------------------------------------------------------------------
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
-        """Train to max_steps; returns the first and last validation metrics and the history."""
+        """Train to max_steps; returns the first and last validation metrics and the history.
+
+        Under torchrun the process group the Trainer joined is left at the end; after FSDP,
+        rank 0's `self.model` is the trained model, gathered whole from the final checkpoint.
+        """
+        try:
+            return self._fit(resume)
+        finally:
+            if self._owns_group:
+                distributed.teardown()
+                self._owns_group = False
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
         cfg = self.config
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
-        if resume and ckpt.latest_checkpoint(self.out_dir) is not None:
-            self.load_checkpoint(ckpt.latest_checkpoint(self.out_dir))
+        latest = ckpt.latest_checkpoint(self.out_dir) if resume else None
+        if latest is not None:
+            self.load_checkpoint(latest)
         else:
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.seed + distributed.rank())  # each rank its own dropout masks
         first_eval = self._eval_and_log() if self.step == 0 else {}
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.is_main), unit="step")
         window_tokens, window_start = 0, time.perf_counter()
@@ -196,7 +239,7 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 record = {f"train/{k}": v for k, v in metrics.items()}
                 record["train/lr"] = self.scheduler.get_last_lr()[0]
-                record["train/tokens_per_s"] = window_tokens / max(elapsed, 1e-9)
+                record["train/tokens_per_s"] = window_tokens / max(elapsed, 1e-9)  # all ranks together
                 self.logger.log(self.step, record)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{record['train/lr']:.2e}",
                                 tok_s=f"{record['train/tokens_per_s']:.0f}")
@@ -208,7 +251,11 @@ class Trainer:
                 self.save_checkpoint()
         bar.close()
         last_eval = self._eval_and_log()
-        self.save_checkpoint()
+        final = self.save_checkpoint()
+        if self.master is not None:
+            self.master.restore()  # hand back an fp32 model holding the exact master weights
+        if self.strategy.name == "fsdp" and self.is_main:
+            self.model = load(final, device=self.device)  # shards need every rank; the whole model does not
         self.logger.plot()
         self.logger.close()
         return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step}
@@ -223,33 +270,51 @@ class Trainer:
 
     # ---- checkpoints ----------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
-        """Write step-XXXXXXXX atomically (weights, optimizer, scheduler, RNG, data position)."""
-        if not self.is_main:
-            return None
+        """Write step-XXXXXXXX atomically (weights, optimizer, scheduler, RNG, data position).
+
+        Every rank must call it (FSDP gathers shards, every rank's RNG state is kept); rank 0 writes.
+        """
+        weights = self.strategy.model_state(self.model)
+        if self.master is not None:
+            weights.update(self.master.state())  # the fp32 masters, not their bf16 rounding
+        optimizer = self.strategy.optimizer_state(self.model, self.optimizer)
+        rngs = distributed.gather(ckpt.rng_state())
         final = self.out_dir / ckpt.checkpoint_name(self.step)
+        if self.is_main:
+            self._write_checkpoint(final, weights, optimizer, rngs)
+        distributed.barrier()  # nobody reads (resumes) before the folder exists
+        return final if self.is_main else None
+
+    def _write_checkpoint(self, final: Path, weights: dict, optimizer: dict, rngs: list) -> None:
         with ckpt.atomic_write_dir(final) as tmp:
-            save_model(self.model, tmp, self.tokenizer)
-            tensors, meta = ckpt.optimizer_state_to_tensors(self.optimizer)
+            save_model(self.model, tmp, self.tokenizer, state=weights)
+            tensors, meta = ckpt.split_optimizer_state(optimizer)
             ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
             ckpt.write_json(tmp / "optimizer.json", meta)
             ckpt.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
-            tensors, meta = ckpt.rng_state()
-            ckpt.save_tensors(tmp / "rng.safetensors", tensors)
-            ckpt.write_json(tmp / "rng.json", meta)
-            state = {"step": self.step, "data": self.source.state_dict(), "history": self.logger.history}
+            for r, (tensors, meta) in enumerate(rngs):
+                ckpt.save_tensors(tmp / _rng_file(r, "safetensors"), tensors)
+                ckpt.write_json(tmp / _rng_file(r, "json"), meta)
+            state = {"step": self.step, "data": self.source.state_dict(), "history": self.logger.history,
+                     "world_size": len(rngs)}
             ckpt.write_json(tmp / "trainer_state.json", state)
             if self.extra_state is not None:
                 ckpt.write_json(tmp / "extra.json", self.extra_state)
         for old in ckpt.list_checkpoints(self.out_dir)[: -self.config.keep_last]:
             _remove_tree(old)
-        return final
 
     def load_checkpoint(self, folder: Path) -> None:
-        """Restore everything `save_checkpoint` wrote, so the next step is the one that would have run."""
-        load_weights(self.model, read_weights(folder / WEIGHTS_FILE), source=str(folder / WEIGHTS_FILE))
-        self.model.to(self.device)
-        optimizer_tensors = ckpt.load_tensors(folder / "optimizer.safetensors")
-        ckpt.load_optimizer_state(self.optimizer, optimizer_tensors, ckpt.read_json(folder / "optimizer.json"))
+        """Restore everything `save_checkpoint` wrote, so the next step is the one that would have run.
+
+        Every rank reads the same folder (a shared filesystem across machines)."""
+        weights = read_weights(folder / WEIGHTS_FILE)
+        self.strategy.load_model_state(self.model, weights, str(folder / WEIGHTS_FILE))
+        if self.master is not None:
+            self.master.load(weights)
+        optimizer = ckpt.join_optimizer_state(
+            ckpt.load_tensors(folder / "optimizer.safetensors"), ckpt.read_json(folder / "optimizer.json")
+        )
+        self.strategy.load_optimizer_state(self.model, self.optimizer, optimizer)
         self.scheduler.load_state_dict(ckpt.read_json(folder / "scheduler.json"))
         state = ckpt.read_json(folder / "trainer_state.json")
         if state["step"] > self.config.max_steps:
@@ -259,7 +324,22 @@ class Trainer:
         self.step = state["step"]
         self.source.load_state_dict(state["data"])
         self.logger.history = list(state.get("history", []))
-        ckpt.set_rng_state(ckpt.load_tensors(folder / "rng.safetensors"), ckpt.read_json(folder / "rng.json"))
+        r = distributed.rank()
+        if (folder / _rng_file(r, "safetensors")).is_file():
+            ckpt.set_rng_state(ckpt.load_tensors(folder / _rng_file(r, "safetensors")),
+                               ckpt.read_json(folder / _rng_file(r, "json")))
+        else:  # more ranks than the run that saved: a fresh stream per rank (exact only at the same world size)
+            torch.manual_seed(self.config.seed + r + 1_000_003 * self.step)
+
+
+def _rng_file(rank: int, suffix: str) -> str:
+    """rng.* for rank 0 (and single-process runs), rng-rank<r>.* for the others."""
+    return f"rng.{suffix}" if rank == 0 else f"rng-rank{rank}.{suffix}"
+
+
+def _vector(values: list, device: torch.device) -> torch.Tensor:
+    """Metrics (tensors or numbers) as one float64 vector, so ranks reduce them in one collective."""
+    return torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
 
 
 def _remove_tree(path: Path) -> None:
