@@ -10,9 +10,11 @@ from formers.models.encoder_decoder import (
     TransformerConfig,
 )
 from formers.models.gpt import GPT, GPTConfig
+from formers.models.lstm import LSTM, LSTMConfig, LSTMState
 from formers.models.output import ModelOutput
 
 __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "T5Config", "TransformerConfig",
+    "LSTM", "LSTMConfig", "LSTMState",
 ]

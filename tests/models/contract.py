@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from formers.models import BartConfig, BertConfig, GPTConfig, T5Config, TransformerConfig
+from formers.models import BartConfig, BertConfig, GPTConfig, LSTMConfig, T5Config, TransformerConfig
 
 
 def plain(ids: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
@@ -45,4 +45,5 @@ CASES = [
     Case("t5", T5Config(**TINY), causal=True, inputs=seq2seq),
     Case("t5-v1.1", T5Config(**TINY, **V11, n_decoder_layers=3, kernel="explicit"), causal=True, inputs=seq2seq),
     Case("bart", BartConfig(**TINY), causal=True, inputs=seq2seq),
+    Case("lstm", LSTMConfig(vocab_size=61, d_model=32, n_layers=2, max_seq_len=32, dropout=0.0), causal=True),
 ]
