@@ -6,7 +6,6 @@ environment) and run `formers train` jobs; one process with the same global batc
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -29,23 +28,15 @@ TINY = [
 PER_RANK_BATCH = 2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(jobs: list[dict], logs: Path, world: int = 2) -> None:
+def launch(jobs: list[list[str]], logs: Path, world: int = 2) -> None:
     """Start `world` ranks of tests/training/distributed_worker.py, as torchrun would."""
-    for job in jobs:
-        job["port"] = free_port()
     procs = []
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         with open(logs / f"rank{rank}.log", "w") as log:
             procs.append(subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("distributed_worker.py")), json.dumps(jobs)],
+                [sys.executable, str(Path(__file__).with_name("distributed_worker.py")), str(logs), json.dumps(jobs)],
                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             ))
     try:
@@ -79,9 +70,9 @@ def runs(tmp_path_factory):
         full, split = tmp / mode, tmp / f"{mode}-resumed"
         mode_arg = f"--trainer.distributed={mode}"
         jobs += [
-            {"argv": train_args(full, per_rank, mode_arg)},
-            {"argv": train_args(split, per_rank, mode_arg, "--trainer.max_steps=3")},
-            {"argv": train_args(split, per_rank, mode_arg, "--resume=true")},
+            train_args(full, per_rank, mode_arg),
+            train_args(split, per_rank, mode_arg, "--trainer.max_steps=3"),  # as if killed after step 3
+            train_args(split, per_rank, mode_arg, "--resume=true"),
         ]
     launch(jobs, tmp)
     one = tmp / "one"

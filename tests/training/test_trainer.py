@@ -63,7 +63,7 @@ def run(tmp_path, max_steps, *, resume=False, precision="fp32", save_every=3):
     return losses, model
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "bf16-pure"])
 def test_resume_is_bit_identical(tmp_path, precision):
     full_losses, full_model = run(tmp_path / "full", 8, precision=precision)
     run(tmp_path / "split", 8, precision=precision, save_every=5)
@@ -74,6 +74,10 @@ def test_resume_is_bit_identical(tmp_path, precision):
     assert resumed_losses == full_losses  # history up to 5 is restored, 6..8 recomputed
     for (name, a), b in zip(full_model.state_dict().items(), resumed_model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+    # bf16-pure hands back an fp32 model holding the fp32 master weights, which the checkpoint stores
+    saved = formers.load(tmp_path / "full" / "step-00000008").state_dict()
+    for name, value in full_model.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, saved[name]), name
 
 
 def test_non_finite_loss_stops_before_the_update(tmp_path):
