@@ -1,0 +1,41 @@
+"""The chunked cross-entropy equals F.cross_entropy on fp32 logits: loss, gradient, ignore, smoothing."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from formers.objectives import IGNORE_INDEX, token_cross_entropy
+from formers.objectives.causal_lm import _BLOCK
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_loss_and_gradient_match_cross_entropy_on_fp32_logits(dtype, smoothing):
+    g = torch.Generator().manual_seed(0)
+    v = _BLOCK // 3 + 5  # several blocks of 3 rows, the last one short
+    logits = (torch.randn(2, 7, v, generator=g) * 4).to(dtype).requires_grad_()
+    labels = torch.randint(0, v, (2, 7), generator=g)
+    labels[0, :3] = IGNORE_INDEX
+    ours = token_cross_entropy(logits, labels, smoothing)
+    (grad,) = torch.autograd.grad(ours["loss"] * 3.0, logits)
+    flat = logits.float().reshape(-1, v)
+    ref = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX, label_smoothing=smoothing)
+    (ref_grad,) = torch.autograd.grad(ref * 3.0, logits)
+    assert ours["loss"].dtype == torch.float32
+    assert abs(ours["loss"].item() - ref.item()) < 1e-5
+    assert grad.dtype == dtype and torch.allclose(grad.float(), ref_grad.float(), atol=1e-7, rtol=1e-2)
+    assert grad[0, :3].abs().max() == 0  # ignored positions get no gradient
+    valid = labels.reshape(-1) != IGNORE_INDEX
+    hits = (flat.argmax(-1) == labels.reshape(-1))[valid].float().mean()
+    assert ours["accuracy"].item() == pytest.approx(hits.item())
+
+
+def test_no_gradient_work_without_grad_and_one_backward_only():
+    logits = torch.randn(4, 11, requires_grad=True)
+    labels = torch.randint(0, 11, (4,))
+    with torch.no_grad():
+        assert token_cross_entropy(logits, labels)["loss"].requires_grad is False
+    loss = token_cross_entropy(logits, labels)["loss"]
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="one backward pass"):
+        loss.backward()
