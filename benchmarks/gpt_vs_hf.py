@@ -1,108 +1,262 @@
-"""Our GPT against Hugging Face GPT2LMHeadModel at the same shape, in one process.
+"""formers' GPT against Hugging Face GPT2LMHeadModel and x-transformers, at the same shapes, in one command.
 
-Prints training tokens/s (fp32 and bf16 autocast) with the ratio and model FLOPs
-utilisation against the matmul peak measured in the same run, and generation tokens/s at
-batch 1 against `generate` with its KV cache.
+Every figure comes from its own worker process (so peak memory and allocator caches never mix),
+all launched one after another by this script; compare ratios within one run.
 
-    .venv/bin/python benchmarks/gpt_vs_hf.py            # the issue's small shape
-    .venv/bin/python benchmarks/gpt_vs_hf.py --quick    # a smoke run in seconds
+  train tok/s  each library's ordinary training step on one fixed batch: formers through
+               `Trainer.train_step` (CausalLM objective, gradient clipping, fused AdamW); the
+               references as forward, F.cross_entropy on fp32 logits, backward, clipping, fused AdamW.
+               fp32 and bf16 autocast for all; formers also bf16-pure (bf16 weights, fp32 masters)
+               and, with --compile, torch.compile.
+  MFU          (6N + 12 L T D) FLOPs per token (PaLM, app. B) against the dense 4096^3 matmul peak of
+               the same dtype, measured in the same worker just before its steps.
+  memory       the kernel's peak resident set (VmHWM) over the timed steps minus the resident set once
+               the model and batch were built: what training adds (gradients, optimizer state,
+               activations, casts; formers' bf16-pure also its fp32 masters).
+  generate     greedy, 128 new tokens, each library's KV cache, fp32 and bf16 weights: batch 1 with a
+               32-token prompt, and batch 8 with left-padded prompts of 4, 8, ..., 32 tokens.
+
+    .venv/bin/python -m benchmarks.gpt_vs_hf                  # both shapes (~20 minutes on 2 quiet cores)
+    .venv/bin/python -m benchmarks.gpt_vs_hf --shape small    # or --shape gpt2
+    .venv/bin/python -m benchmarks.gpt_vs_hf --quick          # a smoke run in seconds
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
-from contextlib import nullcontext
+import tempfile
 
 import torch
 from torch.nn import functional as F
 
-from benchmarks.common import gpt_train_flops_per_token, matmul_peak, median_time
-from formers import generate
-from formers.models import GPT, GPTConfig
+from benchmarks.common import (
+    gpt_train_flops_per_token,
+    matmul_peak,
+    median_time,
+    peak_rss_mb,
+    report,
+    reset_peak_rss,
+    rss_mb,
+    run_worker,
+)
+
+LIBS = ("hf", "x-transformers", "formers")
+NEW_TOKENS = 128
 
 
-def build_pair(layers: int, d: int, heads: int, seq: int, vocab: int):
-    from transformers import GPT2Config, GPT2LMHeadModel
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    layers: int
+    d: int
+    heads: int
+    seq: int
+    vocab: int
+    batch: int
+    repeats: int  # timed training steps (after one warm-up)
 
-    hf = GPT2LMHeadModel(GPT2Config(
-        n_layer=layers, n_embd=d, n_head=heads, n_positions=seq + 160, vocab_size=vocab,
-        attn_implementation="sdpa", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
-        eos_token_id=None,
+
+SHAPES = {
+    "quick": Shape(layers=2, d=64, heads=2, seq=32, vocab=512, batch=2, repeats=2),
+    "small": Shape(layers=6, d=384, heads=6, seq=256, vocab=8192, batch=8, repeats=5),  # the foundation's shape
+    "gpt2": Shape(layers=12, d=768, heads=12, seq=512, vocab=50257, batch=4, repeats=3),  # GPT-2 124M
+}
+
+
+def build(lib: str, s: Shape) -> torch.nn.Module:
+    """The same GPT-2 architecture in each library (learned positions, pre-norm, tied head, no dropout)."""
+    torch.manual_seed(0)
+    positions = s.seq + NEW_TOKENS + 32  # room for the generation runs
+    if lib == "hf":
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        return GPT2LMHeadModel(GPT2Config(
+            n_layer=s.layers, n_embd=s.d, n_head=s.heads, n_positions=positions, vocab_size=s.vocab,
+            attn_implementation="sdpa", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
+            eos_token_id=None,
+        ))
+    if lib == "x-transformers":
+        from x_transformers import Decoder, TransformerWrapper
+
+        return TransformerWrapper(
+            num_tokens=s.vocab, max_seq_len=positions, tie_embedding=True,
+            attn_layers=Decoder(dim=s.d, depth=s.layers, heads=s.heads, attn_flash=True),
+        )
+    from formers.models import GPT, GPTConfig
+
+    return GPT(GPTConfig(
+        n_layers=s.layers, d_model=s.d, n_heads=s.heads, max_seq_len=positions, vocab_size=s.vocab,
+        activation="gelu_tanh", dropout=0.0,
     ))
-    ours = GPT(GPTConfig(
-        n_layers=layers, d_model=d, n_heads=heads, max_seq_len=seq + 160, vocab_size=vocab, activation="gelu_tanh",
-        dropout=0.0,
-    ))
-    return hf, ours
 
 
-def train_step_fn(model, ids, precision: str, is_hf: bool):
+def logits_of(lib: str, model, ids: torch.Tensor) -> torch.Tensor:
+    out = model(ids)
+    return out if lib == "x-transformers" else out.logits
+
+
+# ---- training ---------------------------------------------------------------------------------------------------
+def reference_step(lib: str, model, ids: torch.Tensor, precision: str):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
-    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else nullcontext
 
-    def step():
-        with ctx():
-            logits = model(ids[:, :-1]).logits
+    def step() -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = logits_of(lib, model, ids[:, :-1])
         loss = F.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten())
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     return step
 
 
-def bench_training(hf, ours, batch, seq, vocab, peak, layers, d, repeats):
-    ids = torch.randint(0, vocab, (batch, seq + 1))
-    n_params = sum(p.numel() for p in ours.parameters())
-    flops = gpt_train_flops_per_token(n_params, layers, d, seq)
-    for precision in ("fp32", "bf16"):
-        rates = {}
-        for name, model in (("hf", hf), ("formers", ours)):
-            model.train()
-            seconds = median_time(train_step_fn(model, ids, precision, name == "hf"), warmup=2, repeats=repeats)
-            rates[name] = batch * seq / seconds
-        p = peak[precision]
-        print(f"train {precision}: HF {rates['hf']:,.0f} tok/s (MFU {rates['hf'] * flops / p:.1%}) | "
-              f"formers {rates['formers']:,.0f} tok/s (MFU {rates['formers'] * flops / p:.1%}) | "
-              f"ratio {rates['formers'] / rates['hf']:.2f}")
+class FixedBatch:
+    def __init__(self, batch: dict) -> None:
+        self.batch = batch
+
+    def next_batch(self) -> dict:
+        return self.batch
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
-def bench_generation(hf, ours, vocab, new_tokens, repeats):
-    prompt = torch.randint(0, vocab, (1, 32))
-    hf.eval(), ours.eval()
+def formers_step(model, ids: torch.Tensor, precision: str, compile: bool):
+    from formers.objectives import CausalLM
+    from formers.training import Trainer, TrainerConfig
 
-    def run_hf():
-        with torch.no_grad():
-            hf.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
-                        use_cache=True, pad_token_id=0)
+    config = TrainerConfig(precision=precision, compile=compile, progress=False, tensorboard=False,
+                           optimizer={"lr": 1e-4})
+    source = FixedBatch({"input_ids": ids[:, :-1], "labels": ids[:, 1:]})
+    return Trainer(model, CausalLM(), source, config=config, out_dir=tempfile.mkdtemp()).train_step
 
-    def run_ours():
-        generate(ours, prompt, max_new_tokens=new_tokens)
 
-    t_hf = median_time(run_hf, warmup=1, repeats=repeats)
-    t_ours = median_time(run_ours, warmup=1, repeats=repeats)
-    print(f"generate fp32 batch 1, {new_tokens} new: HF {new_tokens / t_hf:,.1f} tok/s | "
-          f"formers {new_tokens / t_ours:,.1f} tok/s | ratio {t_hf / t_ours:.2f}")
+def train_worker(spec: dict) -> dict:
+    s, lib, precision = SHAPES[spec["shape"]], spec["lib"], spec["precision"]
+    peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16, 512 if s.layers < 4 else 4096)
+    if lib == "formers":  # imported before the baseline: module code is not training memory
+        import formers.objectives  # noqa: F401
+        import formers.training  # noqa: F401
+    model = build(lib, s).train()
+    n_params = sum(p.numel() for p in model.parameters())
+    ids = torch.randint(0, s.vocab, (s.batch, s.seq + 1), generator=torch.Generator().manual_seed(0))
+    base = rss_mb()
+    reset_peak_rss()
+    if lib == "formers":
+        step = formers_step(model, ids, precision, spec.get("compile", False))
+    else:
+        step = reference_step(lib, model, ids, precision)
+    seconds = median_time(step, warmup=2 if spec.get("compile") else 1, repeats=s.repeats)
+    tokens_per_s = s.batch * s.seq / seconds
+    flops = gpt_train_flops_per_token(n_params, s.layers, s.d, s.seq)
+    return {"tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops / peak, "peak_gflops": peak / 1e9,
+            "memory_mb": peak_rss_mb() - base, "params": n_params}
+
+
+# ---- generation -------------------------------------------------------------------------------------------------
+def generate_fn(lib: str, model, prompts: list[torch.Tensor]):
+    """A call producing NEW_TOKENS greedy tokens after each prompt, with the library's own KV cache."""
+    from formers.generation import generate, left_pad
+
+    ids, mask = left_pad([p.tolist() for p in prompts], pad_id=0)
+    if lib == "hf":
+        return lambda: model.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
+                                      min_new_tokens=NEW_TOKENS, do_sample=False, use_cache=True, pad_token_id=0)
+    if lib == "x-transformers":
+        from x_transformers import AutoregressiveWrapper
+
+        wrapper = AutoregressiveWrapper(model)
+        batch = torch.stack(prompts) if len({len(p) for p in prompts}) == 1 else prompts
+        return lambda: wrapper.generate(batch, NEW_TOKENS, temperature=0.0, cache_kv=True)
+    return lambda: generate(model, ids, attention_mask=mask if len(prompts) > 1 else None,
+                            max_new_tokens=NEW_TOKENS)
+
+
+def generate_worker(spec: dict) -> dict:
+    s, lib = SHAPES[spec["shape"]], spec["lib"]
+    model = build(lib, s).eval()
+    g = torch.Generator().manual_seed(1)
+    one = [torch.randint(1, s.vocab, (32,), generator=g)]
+    eight = [torch.randint(1, s.vocab, (n,), generator=g) for n in range(4, 33, 4)]
+    out = {}
+    for dtype in ("fp32", "bf16"):
+        model.to(torch.float32 if dtype == "fp32" else torch.bfloat16)
+        for name, prompts in (("batch1", one), ("batch8", eight)):
+            with torch.no_grad():
+                seconds = median_time(generate_fn(lib, model, prompts), warmup=1, repeats=spec["repeats"])
+            out[f"{dtype}/{name}"] = len(prompts) * NEW_TOKENS / seconds
+    return out
+
+
+# ---- the report ---------------------------------------------------------------------------------------------------
+def bench_shape(name: str, threads: int, compile: bool) -> dict:
+    s = SHAPES[name]
+    print(f"\n## {name}: {s.layers} layers, d={s.d}, {s.heads} heads, seq {s.seq}, vocab {s.vocab}, batch {s.batch}; "
+          f"{threads} threads; load {os.getloadavg()[0]:.1f}", flush=True)
+    runs = [(p, lib) for p in ("fp32", "bf16") for lib in LIBS] + [("bf16-pure", "formers")]
+    if compile:
+        runs.append(("bf16-pure+compile", "formers"))
+    train = {}
+    print("\n| train | tokens/s | MFU | matmul peak GFLOP/s | memory added, MB |\n|---|---|---|---|---|")
+    for precision, lib in runs:
+        spec = {"task": "train", "shape": name, "lib": lib, "precision": precision.split("+")[0],
+                "compile": precision.endswith("+compile")}
+        r = train[f"{lib} {precision}"] = run_worker("benchmarks.gpt_vs_hf", spec, threads)
+        print(f"| {lib} {precision} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['peak_gflops']:,.0f} | "
+              f"{r['memory_mb']:,.0f} |", flush=True)
+    gen = {}
+    repeats = 1 if name == "quick" else 3
+    print("\n| generate, tokens/s | fp32 batch 1 | fp32 batch 8 | bf16 batch 1 | bf16 batch 8 |\n|---|---|---|---|---|")
+    for lib in LIBS:
+        r = gen[lib] = run_worker("benchmarks.gpt_vs_hf", {"task": "generate", "shape": name, "lib": lib,
+                                                           "repeats": repeats}, threads)
+        print(f"| {lib} | " + " | ".join(f"{r[k]:,.1f}" for k in ("fp32/batch1", "fp32/batch8", "bf16/batch1",
+                                                                    "bf16/batch8")) + " |", flush=True)
+    ratios(train, gen)
+    print(f"load after: {os.getloadavg()[0]:.1f}")
+    return {"train": train, "generate": gen}
+
+
+def ratios(train: dict, gen: dict) -> None:
+    rate = {k: v["tokens_per_s"] for k, v in train.items()}
+    best_bf16 = max(rate["formers bf16"], rate["formers bf16-pure"])
+    print(f"\nformers / hf: train fp32 {rate['formers fp32'] / rate['hf fp32']:.2f}, "
+          f"bf16 {rate['formers bf16'] / rate['hf bf16']:.2f} (autocast), {best_bf16 / rate['hf bf16']:.2f} (best); "
+          f"formers / x-transformers: fp32 {rate['formers fp32'] / rate['x-transformers fp32']:.2f}, "
+          f"bf16 {best_bf16 / rate['x-transformers bf16']:.2f}")
+    print("formers / hf generate: " + ", ".join(
+        f"{k} {gen['formers'][k] / gen['hf'][k]:.2f}" for k in gen["formers"]))
+    memory = {k: v["memory_mb"] for k, v in train.items()}
+    print(f"memory formers / hf: fp32 {memory['formers fp32'] / memory['hf fp32']:.2f}, "
+          f"bf16 {memory['formers bf16'] / memory['hf bf16']:.2f}, "
+          f"bf16-pure {memory['formers bf16-pure'] / memory['hf bf16']:.2f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny shape, one repeat: a smoke test")
+    parser.add_argument("--shape", choices=["small", "gpt2", "all"], default="all")
+    parser.add_argument("--quick", action="store_true", help="a tiny shape, few repeats: a smoke test")
+    parser.add_argument("--compile", action="store_true", help="also time formers with trainer.compile=true")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--json", type=str, default=None, help="also write every figure to this file")
+    parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    layers, d, heads, seq, vocab, batch = (2, 64, 2, 32, 512, 2) if args.quick else (6, 384, 6, 256, 8192, 8)
-    repeats = 1 if args.quick else 5
-    peak = {"fp32": matmul_peak(torch.float32, 512 if args.quick else 4096),
-            "bf16": matmul_peak(torch.bfloat16, 512 if args.quick else 4096)}
-    print(f"shape: {layers} layers, d={d}, {heads} heads, seq {seq}, vocab {vocab}, batch {batch}; "
-          f"threads {args.threads}; matmul peak fp32 {peak['fp32'] / 1e9:,.0f} GFLOP/s, "
-          f"bf16 {peak['bf16'] / 1e9:,.0f} GFLOP/s")
-    hf, ours = build_pair(layers, d, heads, seq, vocab)
-    bench_training(hf, ours, batch, seq, vocab, peak, layers, d, repeats)
-    bench_generation(hf, ours, vocab, 16 if args.quick else 128, repeats=1 if args.quick else 3)
+    if args.worker is not None:
+        spec = json.loads(args.worker)
+        report(train_worker(spec) if spec["task"] == "train" else generate_worker(spec))
+        return
+    names = ["quick"] if args.quick else ["small", "gpt2"] if args.shape == "all" else [args.shape]
+    results = {name: bench_shape(name, args.threads, args.compile) for name in names}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
 
 
 if __name__ == "__main__":
