@@ -40,13 +40,23 @@ from formers.nn.blocks import Block
 Mode = Literal["none", "ddp", "fsdp"]
 
 
-# ---- rank helpers: valid before the process group exists (torchrun's environment) and after -----------------
+# ---- rank helpers: world_size/rank read torchrun's environment, so data can be sharded before the group exists
+# ---- (and stay so after it is gone); group_size/group_rank describe the live group that collectives span.
 def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else int(os.environ.get("WORLD_SIZE", 1))
 
 
 def rank() -> int:
     return dist.get_rank() if dist.is_initialized() else int(os.environ.get("RANK", 0))
+
+
+def group_size() -> int:
+    """Processes in the live process group (1 before `setup` and after `teardown`): what collectives span."""
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def group_rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
 
 
 def local_rank() -> int:

@@ -156,7 +156,7 @@ class Trainer:
             values = _vector([*metrics.values(), batch_tokens(batch)], self.device)
             sums = values if sums is None else sums + values
         *means, tokens = distributed.all_sum(sums).tolist()  # one sync per step, not one per metric
-        totals = {k: v / (accum * distributed.world_size()) for k, v in zip(keys, means, strict=True)}
+        totals = {k: v / (accum * distributed.group_size()) for k, v in zip(keys, means, strict=True)}
         if not math.isfinite(totals["loss"]):  # the same on every rank: all stop together
             raise NonFiniteLossError(
                 f"loss is {totals['loss']} at step {self.step}; no update was applied and the last checkpoint "
@@ -190,8 +190,8 @@ class Trainer:
             return {}
         was_training = self.wrapped.training
         self.wrapped.eval()
-        mine = batches[distributed.rank() :: distributed.world_size()]
-        rounds = math.ceil(len(batches) / distributed.world_size())
+        mine = batches[distributed.group_rank() :: distributed.group_size()]
+        rounds = math.ceil(len(batches) / distributed.group_size())
         sums, keys = None, []
         for i in range(rounds):
             # Every rank runs the same number of forwards (FSDP all-gathers in each); spares count zero.
