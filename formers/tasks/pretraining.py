@@ -15,6 +15,7 @@ import torch
 
 from formers.data import Tokenizer
 from formers.data.tasks import SeededBatches
+from formers.generation import generate
 from formers.objectives import (
     BartNoiseConfig,
     BertPretraining,
@@ -64,6 +65,7 @@ class Pretraining:
     make_batch: Callable[[Recipe, Tokenizer, torch.Tensor], Callable[[torch.Generator], dict]]
     make_objective: Callable[[Recipe], Callable]
     metric: Callable[[Recipe], str]
+    example: Callable[[Run], str]  # one validation example: what the model does with it
 
     def build(self, recipe: Recipe) -> Run:
         tokenizer, train_ids, val_ids = corpus_with_specials(recipe, self.specials(recipe))
@@ -83,7 +85,7 @@ class Pretraining:
         return fixed_batches(self.make_batch(recipe, tokenizer, val_ids), t.seed, t.eval_batches)
 
     def report(self, recipe: Recipe, run: Run) -> str:
-        return baseline_report(recipe, run, self.metric(recipe))
+        return baseline_report(recipe, run, self.metric(recipe)) + "\n" + self.example(run)
 
     def register(self, name: str, objective_config: type) -> None:
         register_task(name, Task(objective_config=objective_config, make_objective=self.make_objective,
@@ -119,6 +121,23 @@ def mlm_batches(recipe: Recipe, tokenizer: Tokenizer, stream: torch.Tensor) -> C
 
 def mlm_objective(recipe: Recipe) -> Callable:
     return BertPretraining() if recipe.objective.next_sentence else MaskedLM(recipe.objective)
+
+
+@torch.no_grad()
+def mlm_example(run: Run) -> str:
+    """The first validation row: its masked input, and the model's guess at each selected position."""
+    batch, tok = run.val_batches[0], run.tokenizer
+    device = next(run.model.parameters()).device
+    was_training = run.model.training
+    run.model.eval()
+    row = {k: v[:1].to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    logits = run.model(**row).logits[0]
+    run.model.train(was_training)
+    selected = (batch["labels"][0] >= 0).nonzero().squeeze(1).tolist()
+    guesses = [f"{tok.decode([int(batch['labels'][0, i])])!r}->{tok.decode([int(logits[i].argmax())])!r}"
+               for i in selected[:12]]
+    masked = tok.decode(batch["input_ids"][0].tolist(), skip_special_tokens=False).replace("<pad>", "")
+    return f"masked input: {masked[:300]!r}\ntarget->prediction: {', '.join(guesses)}"
 
 
 def _mlm_metric(recipe: Recipe) -> str:
@@ -168,6 +187,23 @@ def _nll(recipe: Recipe) -> str:
     return "val/nll_loss"
 
 
-Pretraining(lambda r: [MASK, CLS, SEP], mlm_batches, mlm_objective, _mlm_metric).register("masked_lm", MaskedLMConfig)
-Pretraining(t5_specials, span_batches, seq2seq_objective, _nll).register("span_corruption", SpanCorruptionConfig)
-Pretraining(lambda r: [MASK], denoise_batches, seq2seq_objective, _nll).register("denoising", BartNoiseConfig)
+def seq2seq_example(run: Run) -> str:
+    """The first validation row: the corrupted source, the target and the greedy decoding."""
+    batch, tok = run.val_batches[0], run.tokenizer
+    device = next(run.model.parameters()).device
+    labels = batch["labels"][0][batch["labels"][0] >= 0]
+    out = generate(run.model, batch["input_ids"][:1].to(device), attention_mask=batch["attention_mask"][:1].to(device),
+                   max_new_tokens=len(labels) + 8, eos_token_id=tok.eos_id, pad_token_id=tok.pad_id)[0, 1:]
+
+    def show(ids) -> str:
+        return repr(tok.decode([int(i) for i in ids], skip_special_tokens=False).replace("<pad>", "")[:300])
+
+    return f"source: {show(batch['input_ids'][0])}\ntarget: {show(labels)}\ngreedy: {show(out)}"
+
+
+Pretraining(lambda r: [MASK, CLS, SEP], mlm_batches, mlm_objective, _mlm_metric, mlm_example).register(
+    "masked_lm", MaskedLMConfig)
+Pretraining(t5_specials, span_batches, seq2seq_objective, _nll, seq2seq_example).register(
+    "span_corruption", SpanCorruptionConfig)
+Pretraining(lambda r: [MASK], denoise_batches, seq2seq_objective, _nll, seq2seq_example).register(
+    "denoising", BartNoiseConfig)
