@@ -15,7 +15,7 @@ threshold lowered, so freed blocks leave the resident set (see `set_mmap_thresho
 memory exceeds the caps are skipped and reported as such (a dense 16k x 16k score matrix
 alone is 8 GB per head group on this 24 GB machine).
 
-    .venv/bin/python -m benchmarks.long_attention            # ~10 minutes on 2 cores
+    .venv/bin/python -m benchmarks.long_attention            # ~5 min of CPU (14 min on a busy machine)
     .venv/bin/python -m benchmarks.long_attention --quick    # 1k-4k, seconds per case
 """
 

@@ -12,7 +12,7 @@ SequenceTooLongError, recorded here as "refused", never wrapped or truncated. Ex
 (Press et al. 2022, ALiBi): ALiBi's and T5's loss stays flat or falls with length; rotary
 degrades; sinusoidal degrades most.
 
-    .venv/bin/python studies/length_generalisation.py --out runs/studies/length           # ~4 min on 2 cores
+    .venv/bin/python studies/length_generalisation.py --out runs/studies/length           # ~5 min of CPU
     .venv/bin/python studies/length_generalisation.py --quick --out /tmp/length          # ~20 s
 """
 

@@ -13,7 +13,7 @@ Trainer, data and seed and differ only in their attention kind:
 Accuracy is measured per distance on a fixed held-out set. Expected: the window is perfect
 within its reach and at chance (10%) beyond it; dense and window+global succeed everywhere.
 
-    .venv/bin/python studies/long_range_retrieval.py --out runs/studies/retrieval           # ~3 min on 2 cores
+    .venv/bin/python studies/long_range_retrieval.py --out runs/studies/retrieval           # ~4 min of CPU
     .venv/bin/python studies/long_range_retrieval.py --quick --out /tmp/retrieval          # ~20 s
 """
 
