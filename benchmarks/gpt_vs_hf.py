@@ -1,24 +1,27 @@
 """formers' GPT against Hugging Face GPT2LMHeadModel and x-transformers, at the same shapes, in one command.
 
-Every figure comes from its own worker process (so peak memory and allocator caches never mix),
-all launched one after another by this script; compare ratios within one run.
+Timings are taken round-robin in one process (one step of each library in turn, repeated, median
+per library), so a burst of load from other jobs on a shared machine hits every library alike and
+the ratios hold; peak memory comes from one fresh process per configuration, so allocator caches
+never mix.
 
   train tok/s  each library's ordinary training step on one fixed batch: formers through
                `Trainer.train_step` (CausalLM objective, gradient clipping, fused AdamW); the
                references as forward, F.cross_entropy on fp32 logits, backward, clipping, fused AdamW.
                fp32 and bf16 autocast for all; formers also bf16-pure (bf16 weights, fp32 masters)
-               and, with --compile, torch.compile.
+               and, with --compile, bf16-pure under torch.compile.
   MFU          (6N + 12 L T D) FLOPs per token (PaLM, app. B) against the dense 4096^3 matmul peak of
-               the same dtype, measured in the same worker just before its steps.
-  memory       the kernel's peak resident set (VmHWM) over the timed steps minus the resident set once
-               the model and batch were built: what training adds (gradients, optimizer state,
+               the same dtype: the best of the measurements taken between the rounds of the same run.
+  memory       the kernel's peak resident set (VmHWM) over two training steps minus the resident set
+               once the model and batch were built: what training adds (gradients, optimizer state,
                activations, casts; formers' bf16-pure also its fp32 masters).
   generate     greedy, 128 new tokens, each library's KV cache, fp32 and bf16 weights: batch 1 with a
-               32-token prompt, and batch 8 with left-padded prompts of 4, 8, ..., 32 tokens.
+               32-token prompt, and batch 8 with left-padded prompts of 4, 8, ..., 32 tokens; also
+               round-robin in one process.
 
-    .venv/bin/python -m benchmarks.gpt_vs_hf                  # both shapes (~20 minutes on 2 quiet cores)
+    .venv/bin/python -m benchmarks.gpt_vs_hf                  # both shapes (~30 minutes on 2 quiet cores)
     .venv/bin/python -m benchmarks.gpt_vs_hf --shape small    # or --shape gpt2
-    .venv/bin/python -m benchmarks.gpt_vs_hf --quick          # a smoke run in seconds
+    .venv/bin/python -m benchmarks.gpt_vs_hf --quick          # a smoke run in about a minute
 """
 
 from __future__ import annotations
@@ -137,26 +140,62 @@ def formers_step(model, ids: torch.Tensor, precision: str, compile: bool):
     return Trainer(model, CausalLM(), source, config=config, out_dir=tempfile.mkdtemp()).train_step
 
 
-def train_worker(spec: dict) -> dict:
+def train_configs(compile: bool) -> list[tuple[str, str]]:
+    """(lib, precision) pairs, in the order they are reported."""
+    configs = [(lib, p) for p in ("fp32", "bf16") for lib in LIBS] + [("formers", "bf16-pure")]
+    return configs + [("formers", "bf16-pure+compile")] if compile else configs
+
+
+def make_step(lib: str, precision: str, model, ids: torch.Tensor):
+    if lib == "formers":
+        return formers_step(model, ids, precision.split("+")[0], precision.endswith("+compile"))
+    return reference_step(lib, model, ids, precision)
+
+
+def train_timing_worker(spec: dict) -> dict:
+    """Steps of every configuration of one dtype, round-robin; tokens/s from the median step."""
+    s, dtype = SHAPES[spec["shape"]], spec["dtype"]
+    configs = [(lib, p) for lib, p in train_configs(spec["compile"]) if (p == "fp32") == (dtype == "fp32")]
+    ids = torch.randint(0, s.vocab, (s.batch, s.seq + 1), generator=torch.Generator().manual_seed(0))
+    steps, params = {}, {}
+    for lib, precision in configs:
+        model = build(lib, s).train()
+        params[f"{lib} {precision}"] = sum(p.numel() for p in model.parameters())
+        steps[f"{lib} {precision}"] = make_step(lib, precision, model, ids)
+    for step in steps.values():  # warm up (compile: twice, to be past recompiles)
+        step()
+    if spec["compile"]:
+        steps["formers bf16-pure+compile"]()
+    matmul_dtype, n = (torch.float32 if dtype == "fp32" else torch.bfloat16), (512 if s.layers < 4 else 4096)
+    peaks, times = [], {k: [] for k in steps}
+    for _ in range(s.repeats):
+        peaks.append(matmul_peak(matmul_dtype, n, repeats=2))
+        for key, step in steps.items():
+            times[key].append(median_time(step, warmup=0, repeats=1))
+    peak = max(peaks)
+    out = {}
+    for key, seconds in times.items():
+        tokens_per_s = s.batch * s.seq / sorted(seconds)[len(seconds) // 2]
+        flops = gpt_train_flops_per_token(params[key], s.layers, s.d, s.seq)
+        out[key] = {"tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops / peak, "peak_gflops": peak / 1e9}
+    return out
+
+
+def train_memory_worker(spec: dict) -> dict:
+    """What two training steps of one configuration add to the resident set."""
     s, lib, precision = SHAPES[spec["shape"]], spec["lib"], spec["precision"]
-    peak = matmul_peak(torch.float32 if precision == "fp32" else torch.bfloat16, 512 if s.layers < 4 else 4096)
     if lib == "formers":  # imported before the baseline: module code is not training memory
         import formers.objectives  # noqa: F401
         import formers.training  # noqa: F401
+    torch.optim.AdamW([torch.zeros(1, requires_grad=True)], fused=True)  # its first use loads ~70 MB of code
     model = build(lib, s).train()
-    n_params = sum(p.numel() for p in model.parameters())
     ids = torch.randint(0, s.vocab, (s.batch, s.seq + 1), generator=torch.Generator().manual_seed(0))
     base = rss_mb()
     reset_peak_rss()
-    if lib == "formers":
-        step = formers_step(model, ids, precision, spec.get("compile", False))
-    else:
-        step = reference_step(lib, model, ids, precision)
-    seconds = median_time(step, warmup=2 if spec.get("compile") else 1, repeats=s.repeats)
-    tokens_per_s = s.batch * s.seq / seconds
-    flops = gpt_train_flops_per_token(n_params, s.layers, s.d, s.seq)
-    return {"tokens_per_s": tokens_per_s, "mfu": tokens_per_s * flops / peak, "peak_gflops": peak / 1e9,
-            "memory_mb": peak_rss_mb() - base, "params": n_params}
+    step = make_step(lib, precision, model, ids)
+    step()
+    step()
+    return {"memory_mb": peak_rss_mb() - base}
 
 
 # ---- generation -------------------------------------------------------------------------------------------------
@@ -179,18 +218,27 @@ def generate_fn(lib: str, model, prompts: list[torch.Tensor]):
 
 
 def generate_worker(spec: dict) -> dict:
-    s, lib = SHAPES[spec["shape"]], spec["lib"]
-    model = build(lib, s).eval()
+    """Every library, dtype and batch, round-robin; tokens/s from the median run."""
+    s = SHAPES[spec["shape"]]
+    models = {lib: build(lib, s).eval() for lib in LIBS}
     g = torch.Generator().manual_seed(1)
-    one = [torch.randint(1, s.vocab, (32,), generator=g)]
-    eight = [torch.randint(1, s.vocab, (n,), generator=g) for n in range(4, 33, 4)]
+    prompts = {"batch1": [torch.randint(1, s.vocab, (32,), generator=g)],
+               "batch8": [torch.randint(1, s.vocab, (n,), generator=g) for n in range(4, 33, 4)]}
     out = {}
     for dtype in ("fp32", "bf16"):
-        model.to(torch.float32 if dtype == "fp32" else torch.bfloat16)
-        for name, prompts in (("batch1", one), ("batch8", eight)):
-            with torch.no_grad():
-                seconds = median_time(generate_fn(lib, model, prompts), warmup=1, repeats=spec["repeats"])
-            out[f"{dtype}/{name}"] = len(prompts) * NEW_TOKENS / seconds
+        for model in models.values():
+            model.to(torch.float32 if dtype == "fp32" else torch.bfloat16)
+        runs = {(lib, name): generate_fn(lib, models[lib], p) for name, p in prompts.items() for lib in LIBS}
+        times = {key: [] for key in runs}
+        with torch.no_grad():
+            for run in runs.values():
+                run()  # warm up
+            for _ in range(spec["repeats"]):
+                for key, run in runs.items():
+                    times[key].append(median_time(run, warmup=0, repeats=1))
+        for (lib, name), seconds in times.items():
+            median = sorted(seconds)[len(seconds) // 2]
+            out.setdefault(lib, {})[f"{dtype}/{name}"] = len(prompts[name]) * NEW_TOKENS / median
     return out
 
 
@@ -199,27 +247,27 @@ def bench_shape(name: str, threads: int, compile: bool) -> dict:
     s = SHAPES[name]
     print(f"\n## {name}: {s.layers} layers, d={s.d}, {s.heads} heads, seq {s.seq}, vocab {s.vocab}, batch {s.batch}; "
           f"{threads} threads; load {os.getloadavg()[0]:.1f}", flush=True)
-    runs = [(p, lib) for p in ("fp32", "bf16") for lib in LIBS] + [("bf16-pure", "formers")]
-    if compile:
-        runs.append(("bf16-pure+compile", "formers"))
+    module = "benchmarks.gpt_vs_hf"
     train = {}
-    print("\n| train | tokens/s | MFU | matmul peak GFLOP/s | memory added, MB |\n|---|---|---|---|---|")
-    for precision, lib in runs:
-        spec = {"task": "train", "shape": name, "lib": lib, "precision": precision.split("+")[0],
-                "compile": precision.endswith("+compile")}
-        r = train[f"{lib} {precision}"] = run_worker("benchmarks.gpt_vs_hf", spec, threads)
-        print(f"| {lib} {precision} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['peak_gflops']:,.0f} | "
-              f"{r['memory_mb']:,.0f} |", flush=True)
-    gen = {}
-    repeats = 1 if name == "quick" else 3
+    for dtype in ("fp32", "bf16"):
+        train.update(run_worker(module, {"task": "train", "shape": name, "dtype": dtype, "compile": compile}, threads))
+    for lib, precision in train_configs(compile):
+        spec = {"task": "memory", "shape": name, "lib": lib, "precision": precision}
+        train[f"{lib} {precision}"].update(run_worker(module, spec, threads))
+    print("\n| train | tokens/s | MFU | memory added, MB |\n|---|---|---|---|")
+    for key, r in train.items():
+        print(f"| {key} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['memory_mb']:,.0f} |")
+    peaks = {p: r["peak_gflops"] for k, r in train.items() for p in ("fp32", "bf16") if k.endswith(" " + p)}
+    print(f"matmul peak (best of the run): fp32 {peaks['fp32']:,.0f} GFLOP/s, bf16 {peaks['bf16']:,.0f} GFLOP/s")
+    repeats = {"quick": 1, "small": 3, "gpt2": 3}[name]
+    gen = run_worker(module, {"task": "generate", "shape": name, "repeats": repeats}, threads)
     print("\n| generate, tokens/s | fp32 batch 1 | fp32 batch 8 | bf16 batch 1 | bf16 batch 8 |\n|---|---|---|---|---|")
     for lib in LIBS:
-        r = gen[lib] = run_worker("benchmarks.gpt_vs_hf", {"task": "generate", "shape": name, "lib": lib,
-                                                           "repeats": repeats}, threads)
+        r = gen[lib]
         print(f"| {lib} | " + " | ".join(f"{r[k]:,.1f}" for k in ("fp32/batch1", "fp32/batch8", "bf16/batch1",
-                                                                    "bf16/batch8")) + " |", flush=True)
+                                                                    "bf16/batch8")) + " |")
     ratios(train, gen)
-    print(f"load after: {os.getloadavg()[0]:.1f}")
+    print(f"load after: {os.getloadavg()[0]:.1f}", flush=True)
     return {"train": train, "generate": gen}
 
 
@@ -250,7 +298,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if args.worker is not None:
         spec = json.loads(args.worker)
-        report(train_worker(spec) if spec["task"] == "train" else generate_worker(spec))
+        workers = {"train": train_timing_worker, "memory": train_memory_worker, "generate": generate_worker}
+        report(workers[spec["task"]](spec))
         return
     names = ["quick"] if args.quick else ["small", "gpt2"] if args.shape == "all" else [args.shape]
     results = {name: bench_shape(name, args.threads, args.compile) for name in names}
