@@ -1,0 +1,118 @@
+"""Each claim study's --quick run shows the direction of its effect, and writes its figure and numbers."""
+
+import json
+
+import pytest
+import torch
+
+from formers.models import GPT, GPTConfig
+from formers.nn.blocks import NoResidual, PreNorm
+from studies import (
+    attention_scaling,
+    bidirectional_context,
+    ce_vs_mse,
+    lr_schedules,
+    multi_head,
+    positional_encoding,
+    residual_norm,
+    transformer_vs_lstm,
+)
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    threads = torch.get_num_threads()  # the studies pick their own thread count
+    yield
+    torch.set_num_threads(threads)
+
+
+def run(study, tmp_path) -> dict:
+    result = study.main(["--quick", "--out", str(tmp_path)])
+    assert (tmp_path / f"{study.NAME}.png").stat().st_size > 0
+    assert json.loads((tmp_path / f"{study.NAME}.json").read_text())["claim"] == result["claim"]
+    return result
+
+
+def test_unscaled_attention_saturates_as_d_k_grows(tmp_path):
+    result = run(attention_scaling, tmp_path)
+    random, trained = result["random_inputs"], result["trained_inputs"]["stats"]
+    assert random["entropy/unscaled"][512] < 0.2 * random["entropy/scaled"][512]
+    assert random["entropy/unscaled"][16] > random["entropy/unscaled"][512]  # it gets worse with d_k
+    assert random["grad_logits/unscaled"][512] < 0.6 * random["grad_logits/scaled"][512]
+    assert trained["entropy/unscaled"][512] < 0.2 * trained["entropy/scaled"][512]
+    assert trained["jacobian/unscaled"][512] < 0.5 * trained["jacobian/scaled"][512]
+    assert trained["val_loss/unscaled"][512] > trained["val_loss/scaled"][512]
+
+
+def test_no_positions_is_order_blind_and_cannot_reverse(tmp_path):
+    result = run(positional_encoding, tmp_path)
+    accuracy, gaps = result["accuracy"]["encoder"], result["equivariance"]
+    assert accuracy["none"] < result["bag_ceiling"] + 0.05  # no better than an order-blind model can be
+    assert accuracy["none"] < 0.45
+    assert accuracy["sinusoidal"] > 0.9
+    assert gaps["none"]["permuted_output_gap"] < 1e-4  # f(Px) = P f(x)
+    assert gaps["none"]["pooled_gap"] < 1e-4
+    assert gaps["sinusoidal"]["permuted_output_gap"] > 0.1
+
+
+def test_several_heads_beat_one_at_equal_size_and_specialise(tmp_path):
+    result = run(multi_head, tmp_path)
+    one, four = result["summary"][1], result["summary"][4]
+    assert one["params"] == four["params"]
+    assert four["accuracy"] > 0.95
+    assert four["accuracy"] > one["accuracy"] + 0.05
+    peaks = {max(range(len(w)), key=w.__getitem__) for w in four["weight_by_offset"]}
+    assert {1, 3, 5} <= peaks  # some head looks at each relation's offset
+
+
+def test_gradients_vanish_without_residuals_and_norms(tmp_path):
+    result = run(residual_norm, tmp_path)
+    norms, ratio = result["gradient_norms"], result["bottom_to_top_ratio"]
+    assert len(norms["neither"]) == 24
+    assert norms["neither"][0] < 1e-12 * norms["neither"][-1]
+    assert norms["neither"][0] < 1e-12 * norms["pre-norm + residual"][0]
+    for flat in ("pre-norm + residual", "residual, no norm"):
+        assert 0.3 < ratio[flat] < 3
+
+
+def test_no_residual_and_no_norm_are_build_time_module_choices():
+    def block(**fields):
+        return GPT(GPTConfig(vocab_size=11, d_model=16, n_heads=2, n_layers=1, **fields)).stack.blocks[0]
+
+    assert isinstance(block().attention, PreNorm)
+    assert isinstance(block(residual=False).attention, NoResidual)
+    assert isinstance(block(norm_placement="none").attention.norm, torch.nn.Identity)
+    plain = block(residual=False, norm_placement="none").eval()
+    x = torch.randn(1, 3, 16)
+    # no skip, no norm: the block is exactly feed_forward(attention(x))
+    expected = plain.feed_forward.sublayer(plain.attention.sublayer(x))
+    torch.testing.assert_close(plain(x), expected)
+
+
+def test_decayed_learning_rate_ends_lower_at_a_high_peak(tmp_path):
+    final = run(lr_schedules, tmp_path)["final_val_loss"]
+    assert final["cosine + no warmup"] < final["constant + no warmup"] - 0.03
+
+
+def test_attention_recalls_at_any_distance_where_the_lstm_forgets(tmp_path):
+    result = run(transformer_vs_lstm, tmp_path)
+    acc = result["accuracy_by_lag"]
+    assert acc["transformer"][24] > 0.9
+    assert acc["lstm"][24] < 0.25  # chance is 0.1
+    assert acc["lstm"][2] > acc["lstm"][24] + 0.3  # near dependencies it does learn
+    speed = result["tokens_per_cpu_second"]
+    assert all(v > 0 for model in speed.values() for v in model.values())
+
+
+def test_cross_entropy_beats_squared_error(tmp_path):
+    final = run(ce_vs_mse, tmp_path)["final"]
+    assert final["cross-entropy"]["ce"] < final["MSE, probabilities"]["ce"] - 0.03
+
+
+def test_only_an_encoder_reads_the_right_hand_context(tmp_path):
+    runs = run(bidirectional_context, tmp_path)["runs"]
+    decoder, encoder = runs["decoder"], runs["encoder"]
+    assert decoder["params"] == encoder["params"]
+    assert decoder["answer_on_the_right"] < 0.25  # chance is 0.1
+    assert decoder["answer_on_the_left"] > 0.9
+    assert encoder["answer_on_the_right"] > 0.9
