@@ -29,8 +29,6 @@ from formers.objectives.causal_lm import IGNORE_INDEX
 from formers.optim import OptimizerConfig, ScheduleConfig
 from formers.training import Trainer, TrainerConfig
 
-FIGURES = Path(__file__).resolve().parent / "figures"  # the committed, full-size results
-
 
 def study_args(doc: str, argv: Sequence[str] | None, name: str) -> argparse.Namespace:
     """--quick (the reduced run the tests use), --out DIR, --threads N; sets torch's thread count."""
@@ -86,13 +84,6 @@ def token_batch(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tens
     ids = torch.tensor([r[0] for r in rows])  # (B, T)
     labels = torch.tensor([r[1] for r in rows])  # (B, T)
     return {"input_ids": ids, "labels": labels}
-
-
-def right_pad(rows: list[tuple[list[int], list[int]]], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Rows of different lengths, right-padded (a causal model never reads what comes after)."""
-    width = max(len(r[0]) for r in rows)
-    return token_batch([(ids + [pad_id] * (width - len(ids)), labels + [IGNORE_INDEX] * (width - len(labels)))
-                        for ids, labels in rows])
 
 
 @torch.no_grad()
