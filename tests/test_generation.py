@@ -11,13 +11,7 @@ TINY = dict(vocab_size=40, d_model=32, n_heads=4, n_layers=2, max_seq_len=64, dr
 SEQ2SEQ = [TransformerConfig, T5Config, BartConfig]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (two threads pay a hand-off per op on shared cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 
 @pytest.fixture(params=["learned", "rotary", "alibi", "t5"])

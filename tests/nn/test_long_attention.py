@@ -19,13 +19,7 @@ from formers.nn.position_bias import alibi_slopes
 B, H, T, D = 2, 2, 37, 8  # T prime: no tile size divides it, so partial tiles are always exercised
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: a second thread only adds synchronisation (costly on a shared, busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors
 
 
 def qkv(t_q=T, t_k=T, grad=False):

@@ -2,7 +2,6 @@
 
 import json
 
-import pytest
 import torch
 
 from formers.models import GPT, GPTConfig
@@ -17,13 +16,6 @@ from studies import (
     residual_norm,
     transformer_vs_lstm,
 )
-
-
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()  # the studies pick their own thread count
-    yield
-    torch.set_num_threads(threads)
 
 
 def run(study, tmp_path) -> dict:

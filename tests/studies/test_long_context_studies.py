@@ -2,17 +2,7 @@
 
 import json
 
-import pytest
-import torch
-
 from studies import length_generalisation, long_range_retrieval
-
-
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()  # the studies pick their own thread count
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sliding_window_fails_beyond_its_reach_where_dense_and_global_tokens_succeed(tmp_path):
