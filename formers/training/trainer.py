@@ -301,7 +301,7 @@ class Trainer:
             if self.extra_state is not None:
                 ckpt.write_json(tmp / "extra.json", self.extra_state)
         for old in ckpt.list_checkpoints(self.out_dir)[: -self.config.keep_last]:
-            _remove_tree(old)
+            ckpt.remove_checkpoint(old)
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore everything `save_checkpoint` wrote, so the next step is the one that would have run.
@@ -340,12 +340,6 @@ def _rng_file(rank: int, suffix: str) -> str:
 def _vector(values: list, device: torch.device) -> torch.Tensor:
     """Metrics (tensors or numbers) as one float64 vector, so ranks reduce them in one collective."""
     return torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def perplexity(loss: float) -> float:

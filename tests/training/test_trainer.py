@@ -9,7 +9,7 @@ from formers.errors import NonFiniteLossError
 from formers.models import GPT, GPTConfig
 from formers.objectives import CausalLM
 from formers.training import Trainer, TrainerConfig
-from formers.training.checkpoint import latest_checkpoint
+from formers.training.checkpoint import latest_checkpoint, list_checkpoints
 
 TINY = dict(vocab_size=30, d_model=32, n_heads=4, n_layers=2, max_seq_len=32)
 
@@ -111,6 +111,15 @@ def test_checkpoint_left_by_a_killed_writer_is_not_latest(tmp_path):
     half = tmp_path / "step-00000010"
     half.mkdir()  # no COMPLETE marker: a folder a crashed process could leave
     assert latest_checkpoint(tmp_path) == good
+
+
+def test_only_the_last_keep_last_checkpoints_stay(tmp_path):
+    torch.manual_seed(0)
+    source = TokenWindows(tokens(), seq_len=16, batch_size=4, seed=1)
+    cfg = quiet(max_steps=5, save_every=1, keep_last=2)
+    Trainer(GPT(GPTConfig(**TINY)), CausalLM(), source, config=cfg, out_dir=tmp_path).fit()
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-00000004", "step-00000005"]
+    assert sorted(p.name for p in tmp_path.glob("step-*")) == ["step-00000004", "step-00000005"]  # no leftovers
 
 
 def test_checkpoint_folder_holds_everything(tmp_path):
