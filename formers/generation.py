@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from formers.errors import ConfigError
+from formers.errors import ConfigError, SequenceTooLongError
 
 EarlyStopping = bool | Literal["never"]
 
@@ -87,6 +87,17 @@ def _new_cache(model: nn.Module, batch: int, max_len: int, device: torch.device)
     return model.new_cache(batch, max_len, dtype=dtype, device=device)
 
 
+def check_position_room(model: nn.Module, needed: int, what: str) -> None:
+    """Refuse before the first step a decoding that would run past the model's last learned position,
+    instead of failing part-way through it."""
+    limits = [m.position_limit for m in model.modules() if getattr(m, "position_limit", None) is not None]
+    if limits and needed > min(limits):
+        raise SequenceTooLongError(
+            f"{what} needs {needed} positions but the model's learned positions stop at {min(limits)}; "
+            f"lower max_new_tokens by {needed - min(limits)} or shorten the prompt"
+        )
+
+
 class DecoderOnlyStepper:
     """Feeds a decoder-only model the part of the sequence its cache has not seen yet."""
 
@@ -100,6 +111,10 @@ class DecoderOnlyStepper:
             self.mask[:, :t] = attention_mask.repeat_interleave(expand, 0)
         self.padded = not bool(self.mask[:, :t].all())  # an all-ones mask would only block the fused causal path
         self.positions = (self.mask.cumsum(-1) - 1).clamp(min=0)  # absolute positions count real tokens only
+        longest = int(self.mask[:, :t].sum(-1).max())
+        # the last new token is never fed back, so it needs no position
+        check_position_room(model, longest + max_new_tokens - 1,
+                            f"a prompt of {longest} tokens plus max_new_tokens={max_new_tokens}")
         self.cache = _new_cache(model, b, t + max_new_tokens, device) if use_cache else None
         self.fed = 0  # positions already in the cache
 
@@ -127,6 +142,7 @@ class EncoderDecoderStepper:
     def __init__(self, model, input_ids, attention_mask, *, max_new_tokens: int, use_cache: bool, expand: int = 1,
                  decoder_start_token_id: int | None = None):
         start_id = model.config.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
+        check_position_room(model, max_new_tokens, f"decoding max_new_tokens={max_new_tokens} (after the start token)")
         self.model = model
         self.memory = model.encode(input_ids, attention_mask).repeat_interleave(expand, 0)  # (B*K, S, D)
         self.memory_mask = attention_mask.repeat_interleave(expand, 0) if attention_mask is not None else None

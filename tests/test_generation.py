@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from formers import generate
-from formers.errors import ConfigError
+from formers.errors import ConfigError, SequenceTooLongError
 from formers.generation import beam_search, left_pad, sample_next
 from formers.models import GPT, BartConfig, EncoderDecoder, GPTConfig, ModelOutput, T5Config, TransformerConfig
 
@@ -174,3 +174,21 @@ def test_bad_beam_options_are_refused(kw):
     model = GPT(GPTConfig(**TINY))
     with pytest.raises(ConfigError):
         generate(model, torch.ones(1, 2, dtype=torch.long), **{"max_new_tokens": 3, **kw})
+
+
+def test_decoding_past_learned_positions_is_refused_before_the_first_step():
+    model = GPT(GPTConfig(**{**TINY, "max_seq_len": 16, "position": "learned"})).eval()
+    prompt = torch.randint(0, 40, (2, 10))
+    assert generate(model, prompt, max_new_tokens=7).shape == (2, 17)  # 16 positions fed: exactly the table
+    streamed = []
+    with pytest.raises(SequenceTooLongError, match="needs 17 positions .* stop at 16; lower max_new_tokens by 1"):
+        generate(model, prompt, max_new_tokens=8, streamer=streamed.append)
+    assert streamed == []
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), torch.randint(1, 40, (1, 7))], 1)
+    mask = (torch.arange(10) >= 3).long()[None]
+    assert generate(model, padded, attention_mask=mask, max_new_tokens=10).shape == (1, 20)  # 7 real + 10 - 1 = 16
+    bart = EncoderDecoder(BartConfig(vocab_size=40, d_model=32, n_heads=4, n_layers=1, n_decoder_layers=1,
+                                     d_ff=64, max_seq_len=8, dropout=0.0)).eval()
+    with pytest.raises(SequenceTooLongError, match="max_new_tokens=9"):
+        generate(bart, torch.randint(4, 40, (1, 5)), max_new_tokens=9, num_beams=2)
+    assert generate(bart, torch.randint(4, 40, (1, 5)), max_new_tokens=8).shape[1] <= 9

@@ -148,6 +148,7 @@ class OffsetLearnedPositions(PositionScheme):
     def __init__(self, max_seq_len: int, d_model: int, offset: int) -> None:
         super().__init__()
         self.max_seq_len, self.offset = max_seq_len, offset
+        self.position_limit = max_seq_len
         self.learned = LearnedPositions(max_seq_len + offset, d_model)
 
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor:

@@ -34,6 +34,9 @@ def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
 class PositionScheme(nn.Module):
     """Interface: a scheme overrides the methods it provides; the rest return None."""
 
+    position_limit: int | None = None  # positions 0 .. limit-1 exist; None: any position
+
+
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor | None:
         return None
 
@@ -53,7 +56,7 @@ class LearnedPositions(PositionScheme):
 
     def __init__(self, max_seq_len: int, d_model: int) -> None:
         super().__init__()
-        self.max_seq_len = max_seq_len
+        self.max_seq_len = self.position_limit = max_seq_len
         self.table = nn.Embedding(max_seq_len, d_model)
 
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor:
