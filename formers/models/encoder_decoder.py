@@ -152,7 +152,7 @@ class OffsetLearnedPositions(PositionScheme):
         self.learned = LearnedPositions(max_seq_len + offset, d_model)
 
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor:
-        if position_ids.numel() and int(position_ids.max()) >= self.max_seq_len:
+        if position_ids.numel() and not torch.compiler.is_compiling() and int(position_ids.max()) >= self.max_seq_len:
             raise SequenceTooLongError(
                 f"a sequence of {int(position_ids.max()) + 1} tokens is longer than the model's position limit "
                 f"max_seq_len={self.max_seq_len}; shorten the input"

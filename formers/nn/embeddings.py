@@ -19,8 +19,11 @@ from formers.errors import SequenceTooLongError, TokenOutOfVocabError
 
 
 def check_token_ids(input_ids: torch.Tensor, vocab_size: int) -> None:
-    """Refuse ids outside [0, vocab_size) before they index (or silently wrap) an embedding."""
-    if input_ids.numel() == 0:
+    """Refuse ids outside [0, vocab_size) before they index (or silently wrap) an embedding.
+
+    Skipped under torch.compile: reading the min/max back to Python would break the graph (and
+    synchronise a GPU) on every forward; a compiled model's bad ids fail in the embedding instead."""
+    if input_ids.numel() == 0 or torch.compiler.is_compiling():
         return
     lo, hi = int(input_ids.min()), int(input_ids.max())
     if lo < 0 or hi >= vocab_size:
@@ -60,8 +63,8 @@ class LearnedPositions(PositionScheme):
         self.table = nn.Embedding(max_seq_len, d_model)
 
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor:
-        if position_ids.numel() and int(position_ids.max()) >= self.max_seq_len:
-            raise SequenceTooLongError(
+        if position_ids.numel() and not torch.compiler.is_compiling() and int(position_ids.max()) >= self.max_seq_len:
+            raise SequenceTooLongError(  # (not checked under compile, like check_token_ids)
                 f"position {int(position_ids.max())} needs a sequence of {int(position_ids.max()) + 1} tokens "
                 f"but learned positions stop at max_seq_len={self.max_seq_len}; shorten the input "
                 "or use a model with rotary, ALiBi, T5 or sinusoidal positions"
