@@ -12,13 +12,12 @@ SequenceTooLongError, recorded here as "refused", never wrapped or truncated. Ex
 (Press et al. 2022, ALiBi): ALiBi's and T5's loss stays flat or falls with length; rotary
 degrades; sinusoidal degrades most.
 
-    .venv/bin/python studies/length_generalisation.py --out runs/studies/length           # ~5 min of CPU
-    .venv/bin/python studies/length_generalisation.py --quick --out /tmp/length          # ~20 s
+    .venv/bin/python -m studies.length_generalisation --out runs/studies/length           # ~5 min of CPU
+    .venv/bin/python -m studies.length_generalisation --quick --out /tmp/length          # ~20 s
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import tempfile
@@ -34,6 +33,7 @@ from formers.models import GPT, GPTConfig
 from formers.objectives.causal_lm import CausalLM
 from formers.optim import OptimizerConfig, ScheduleConfig
 from formers.training import Trainer, TrainerConfig
+from studies.common import study_args
 
 POSITIONS = ["sinusoidal", "learned", "rotary", "alibi", "t5"]
 REFUSED = "refused"
@@ -123,14 +123,8 @@ def plot(curves: dict[str, dict[int, float | str]], s: Setting, path: Path) -> N
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="train at 32 tokens, evaluate to 256 (~20 s)")
-    parser.add_argument("--out", type=Path, default=Path("runs/studies/length_generalisation"))
-    parser.add_argument("--threads", type=int, default=1, help="tiny models run fastest on one thread")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = study_args(__doc__, argv, "length_generalisation")
     s = QUICK if args.quick else Setting()
-    args.out.mkdir(parents=True, exist_ok=True)
     tokenizer, train_ids, val_ids = data(s)
     curves: dict[str, dict[int, float | str]] = {}
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer's checkpoints: not part of the result

@@ -13,13 +13,12 @@ Trainer, data and seed and differ only in their attention kind:
 Accuracy is measured per distance on a fixed held-out set. Expected: the window is perfect
 within its reach and at chance (10%) beyond it; dense and window+global succeed everywhere.
 
-    .venv/bin/python studies/long_range_retrieval.py --out runs/studies/retrieval           # ~4 min of CPU
-    .venv/bin/python studies/long_range_retrieval.py --quick --out /tmp/retrieval          # ~20 s
+    .venv/bin/python -m studies.long_range_retrieval --out runs/studies/retrieval           # ~4 min of CPU
+    .venv/bin/python -m studies.long_range_retrieval --quick --out /tmp/retrieval          # ~20 s
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import random
@@ -35,6 +34,7 @@ from formers.nn.long_attention import LongAttentionConfig
 from formers.objectives.causal_lm import IGNORE_INDEX, CausalLM
 from formers.optim import OptimizerConfig, ScheduleConfig
 from formers.training import Trainer, TrainerConfig
+from studies.common import study_args
 
 TOKENIZER = sequence_tokenizer()
 QUERY_LEN = 5  # "?k=_|": the first 4 are the global tokens
@@ -166,14 +166,8 @@ def plot(curves: dict[str, dict[int, float]], s: Setting, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller store, fewer steps (~20 s)")
-    parser.add_argument("--out", type=Path, default=Path("runs/studies/long_range_retrieval"))
-    parser.add_argument("--threads", type=int, default=1, help="tiny models run fastest on one thread")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    args = study_args(__doc__, argv, "long_range_retrieval")
     s = QUICK if args.quick else Setting()
-    args.out.mkdir(parents=True, exist_ok=True)
     curves = {}
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer's checkpoints: not part of the result
         for name, (kernel, attention) in kinds(s).items():

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from formers.data.batches import _mix
-from formers.errors import CheckpointError, DataError, SequenceTooLongError
+from formers.data.batches import StepCounted
+from formers.errors import DataError, SequenceTooLongError
 from formers.objectives.causal_lm import IGNORE_INDEX
 
 Example = tuple[list[int], ...]  # (prompt ids, response ids + eos[, rejected ids + eos])
@@ -113,7 +113,7 @@ def collate_pairs(examples: Sequence[Example], pad_id: int) -> dict[str, torch.T
     return collate([(p, c) for p, c, _ in examples] + [(p, r) for p, _, r in examples], pad_id)
 
 
-class RecordBatches:
+class RecordBatches(StepCounted):
     """Random batches of encoded records, resumable by a step counter (like TokenWindows).
 
     The batch at step n is drawn with a generator seeded by (seed, n): the resume state is the step alone.
@@ -131,19 +131,10 @@ class RecordBatches:
         self.step = 0
 
     def next_batch(self) -> dict[str, torch.Tensor]:
-        g = torch.Generator().manual_seed(_mix(self.seed, self.step))
+        g = self.step_generator()
         picks = torch.randint(len(self.examples), (self.batch_size,), generator=g).tolist()
         self.step += 1
         return self.collate_fn([self.examples[i] for i in picks])
-
-    def state_dict(self) -> dict[str, int]:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict) -> None:
-        step = state.get("step") if isinstance(state, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise CheckpointError(f"batch source state {state!r} needs a non-negative integer 'step'")
-        self.step = step
 
 
 def fixed_batches(

@@ -15,7 +15,27 @@ from torch import Tensor
 from formers.errors import CheckpointError, DataError
 
 
-class TokenWindows:
+class StepCounted:
+    """A batch source whose whole resume state is its step counter: its batch at step n is a pure
+    function of (seed, n), drawn from `step_generator()`."""
+
+    seed: int
+    step: int = 0
+
+    def step_generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(step_seed(self.seed, self.step))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        step = state.get("step") if isinstance(state, dict) else None
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise CheckpointError(f"batch source state {state!r} needs a non-negative integer 'step'")
+        self.step = step
+
+
+class TokenWindows(StepCounted):
     """Random windows of `seq_len + 1` tokens from one long stream, as (input_ids, labels).
 
     The batch at step n comes from a generator seeded by a hash of (seed, n), not from a
@@ -39,22 +59,13 @@ class TokenWindows:
         self._offsets = torch.arange(seq_len + 1)  # (T+1,)
 
     def next_batch(self) -> dict[str, Tensor]:
-        g = torch.Generator().manual_seed(_mix(self.seed, self.step))
+        g = self.step_generator()
         n_starts = len(self.tokens) - self.seq_len  # last start leaves room for seq_len + 1 tokens
         starts = torch.randint(n_starts, (self.world_size * self.batch_size,), generator=g)  # (N*B,) global batch
         starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]  # (B,) this rank's slice
         windows = self.tokens[starts[:, None] + self._offsets]  # (B, T+1)
         self.step += 1
         return {"input_ids": windows[:, :-1], "labels": windows[:, 1:]}  # (B, T) each
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        step = state.get("step") if isinstance(state, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise CheckpointError(f"batch source state {state!r} needs a non-negative integer 'step'")
-        self.step = step
 
 
 def eval_windows(
@@ -92,7 +103,7 @@ def _check_stream(tokens: Tensor, seq_len: int) -> None:
         )
 
 
-def _mix(*values: int) -> int:
+def step_seed(*values: int) -> int:
     """A seed from integers, stable across processes and Python versions (unlike `hash`)."""
     digest = hashlib.sha256(",".join(str(v) for v in values).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1  # 63 bits: manual_seed takes any int64

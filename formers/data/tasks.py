@@ -18,16 +18,16 @@ range test interpolation to lengths never seen. `SeededBatches` turns any
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 
 from formers.config import Config, check
+from formers.data.batches import StepCounted
 from formers.data.tokenizers import Tokenizer, TokenizerConfig, train_tokenizer
-from formers.errors import CheckpointError, DataError
+from formers.errors import DataError
 
 DIGITS = "0123456789"
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -131,12 +131,7 @@ def held_out_examples(config: SequenceTaskConfig, per_size: int, seed: int) -> l
     return [make_example(config, size, rng) for size in sizes for _ in range(per_size)]
 
 
-def _seed_for(seed: int, step: int) -> int:
-    digest = hashlib.sha256(f"{seed},{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-class SeededBatches:
+class SeededBatches(StepCounted):
     """A batch source whose batch at step n is `make_batch(generator seeded by (seed, n))`.
 
     The resume state is the step counter alone, as with `TokenWindows`: any transform
@@ -147,18 +142,9 @@ class SeededBatches:
         self.make_batch, self.seed, self.step = make_batch, seed, 0
 
     def next_batch(self) -> dict:
-        batch = self.make_batch(torch.Generator().manual_seed(_seed_for(self.seed, self.step)))
+        batch = self.make_batch(self.step_generator())
         self.step += 1
         return batch
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        step = state.get("step") if isinstance(state, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
-            raise CheckpointError(f"batch source state {state!r} needs a non-negative integer 'step'")
-        self.step = step
 
 
 def python_rng(generator: torch.Generator) -> random.Random:
