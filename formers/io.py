@@ -6,12 +6,13 @@ the interop layer knows the family, a Hugging Face checkpoint folder.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from formers.errors import CheckpointError, ConfigError, ShapeMismatchError
@@ -19,6 +20,41 @@ from formers.registry import build_model, model_config_from_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+DIGEST_KEY = "formers.sha256"  # safetensors header metadata: a digest of every tensor's name, dtype, shape, bytes
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over the tensors in name order, so a flipped byte anywhere in the data is caught on load
+    (safetensors itself checks only that the header and the file size agree)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(memoryview(t.view(-1).view(torch.uint8).numpy()) if t.numel() else b"")
+    return h.hexdigest()
+
+
+def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """save_file with the tensors' digest in the header (the caller makes the write atomic)."""
+    save_file(tensors, str(path), metadata={**(metadata or {}), DIGEST_KEY: tensor_digest(tensors)})
+
+
+def read_safetensors(path: Path, fix: str = "re-save it or pick another checkpoint") -> dict[str, torch.Tensor]:
+    """Every tensor of a safetensors file on the CPU; files formers wrote are checked against their digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete: {fix}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            names = f.keys()
+            tensors = {name: f.get_tensor(name) for name in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt ({e}); {fix}") from None
+    expected = metadata.get(DIGEST_KEY)
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise CheckpointError(f"{path} is corrupt: its tensor data does not match the checksum written with it; {fix}")
+    return tensors
 
 
 def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -43,7 +79,7 @@ def save_model(model: nn.Module, folder: str | Path, tokenizer=None, *, state: d
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG_FILE).write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True))
     weights = unique_state_dict(model) if state is None else {k: v.contiguous() for k, v in state.items()}
-    save_file(weights, str(folder / WEIGHTS_FILE), metadata={"format": "pt", "family": model.family})
+    write_safetensors(folder / WEIGHTS_FILE, weights, metadata={"format": "pt", "family": model.family})
     if tokenizer is not None:
         tokenizer.save(folder)
 
@@ -78,12 +114,7 @@ def read_config(folder: Path) -> dict:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({e}); re-save it or pick another checkpoint") from None
+    return read_safetensors(path)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

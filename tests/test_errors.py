@@ -71,6 +71,13 @@ def test_missing_and_corrupt_checkpoints(tmp_path):
         formers.load(tmp_path / "t")
     with pytest.raises(CheckpointError, match="tokenizer"):
         formers.load_tokenizer(tmp_path / "t")
+    formers.save_model(GPT(GPTConfig(**TINY)), tmp_path / "f")
+    weights = tmp_path / "f" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the middle of the weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors is corrupt: .* checksum"):
+        formers.load(tmp_path / "f")
 
 
 def test_shape_mismatch_lists_the_keys(tmp_path):

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
 from formers.errors import CheckpointError, ShapeMismatchError
+from formers.io import read_safetensors, write_safetensors
 
 COMPLETE = "COMPLETE"  # marker written last: a folder without it is never a checkpoint
 TMP_PREFIX = ".tmp-"
@@ -190,20 +190,14 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     path = Path(path)
     try:
         with _atomic_file(path) as tmp:
-            save_file(_own_storage(tensors), str(tmp), metadata=metadata)
+            write_safetensors(tmp, _own_storage(tensors), metadata=metadata)
     except (SafetensorError, OSError) as e:
         raise CheckpointError(f"could not write {path} ({e}); check free disk space and permissions") from None
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a safetensors file onto the CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete: {_FIX}")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({e}); {_FIX}") from None
+    """Read every tensor of a safetensors file onto the CPU, checked against the digest written with it."""
+    return read_safetensors(path, _FIX)
 
 
 # ---- optimizer state --------------------------------------------------------------------

@@ -106,6 +106,29 @@ def test_corrupt_files_raise_checkpoint_error(tmp_path):
             ckpt.load_tensors(path)
     with pytest.raises(CheckpointError, match="none.safetensors is missing"):
         ckpt.load_tensors(tmp_path / "none.safetensors")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
+def test_a_flipped_byte_in_tensor_data_is_caught(tmp_path, dtype):
+    path = tmp_path / "t.safetensors"
+    tensors = {"a": torch.arange(300).to(dtype), "b": torch.zeros(0), "c": torch.ones(2, 3, dtype=dtype)}
+    ckpt.save_tensors(path, tensors)
+    assert all(torch.equal(v, tensors[k]) for k, v in ckpt.load_tensors(path).items())
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x10  # one bit of the last tensor's data: header and size still agree
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="t.safetensors is corrupt: its tensor data does not match the checksum"):
+        ckpt.load_tensors(path)
+
+
+def test_safetensors_files_from_other_tools_load_without_a_checksum(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.ones(3)}, str(tmp_path / "hf.safetensors"))
+    assert torch.equal(ckpt.load_tensors(tmp_path / "hf.safetensors")["x"], torch.ones(3))
+
+
+def test_corrupt_json_raises_checkpoint_error(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(CheckpointError, match="bad.json is not valid JSON"):
         ckpt.read_json(tmp_path / "bad.json")
