@@ -37,7 +37,7 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> GPTCon
 
 def config_to_hf(c: GPTConfig) -> dict[str, Any]:
     require(c, "gpt2", position="learned", norm="layernorm", norm_placement="pre", bias=True, d_head=None,
-            causal=True, activation=tuple(ACTIVATIONS_OUT), attention_scale=(None, 1.0))
+            causal=True, scale_embedding=False, activation=tuple(ACTIVATIONS_OUT), attention_scale=(None, 1.0))
     return {
         "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": c.vocab_size,
         "n_positions": c.max_seq_len, "n_embd": c.d_model, "n_head": c.n_heads, "n_layer": c.n_layers,

@@ -31,6 +31,9 @@ class GPTConfig(BlockConfig):
     # prefix mask to forward(mask=...); a prompt given alone is then read bidirectionally, as its prefix.
     causal: bool = True
     init_std: float = 0.02
+    # token embeddings x sqrt(d_model) before positions are added (Vaswani et al. 2017, section 3.4): with
+    # fixed sinusoidal positions of norm ~sqrt(d_model / 2), the tokens would otherwise be drowned out
+    scale_embedding: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -85,6 +88,8 @@ class GPT(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(past, past + t, device=input_ids.device)[None]
         x = self.token_embedding(input_ids)  # (B, T, D)
+        if self.config.scale_embedding:
+            x = x * math.sqrt(self.config.d_model)
         absolute = self.positions.absolute(position_ids)
         if absolute is not None:
             x = x + absolute.to(x.dtype)
