@@ -85,6 +85,8 @@ def cmd_train(args, overrides: dict[str, Any]) -> None:
     recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out)
     task = TASKS[recipe.task]
+    if task.own_loop is not None:
+        return train_own_loop(task, recipe, out, args.resume)
     run = task.build(recipe)
     if distributed.is_main():  # under torchrun every rank runs this function; rank 0 speaks
         print(f"{recipe.task}: {sum(p.numel() for p in run.model.parameters()):,} parameters -> {out}")
@@ -104,6 +106,23 @@ def cmd_train(args, overrides: dict[str, Any]) -> None:
         print(line)
     print(task.report(recipe, run))
     print(f"checkpoint: {out / f'step-{trainer.step:08d}'}  loss curve: {out / 'loss.png'}")
+
+
+def train_own_loop(task, recipe, out: Path, resume: bool) -> None:
+    """Tasks that are not one Trainer loop (PPO): they train, save and evaluate themselves."""
+    from formers.errors import ConfigError
+    from formers.tasks.base import expectation_lines
+    from formers.training import distributed
+
+    if distributed.world_size() > 1:
+        raise ConfigError(f"task {recipe.task} runs in one process; start it without torchrun")
+    print(f"{recipe.task}: its own training loop -> {out}")
+    result = task.own_loop(recipe, out, resume)
+    for key, value in sorted(result["test"].items()):
+        print(f"test/{key}: {value:.4f}")
+    for line in expectation_lines(recipe.expect, result["test"]):
+        print(line)
+    print(f"run directory: {out}")
 
 
 def cmd_generate(args) -> None:

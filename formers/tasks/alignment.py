@@ -214,9 +214,8 @@ register_task("align_dpo", Task(
 
 
 def _own_loop(recipe: Recipe):
-    raise ConfigError(
-        "task align_ppo has its own rollout -> update loop, which `formers train` does not run; use "
-        "`python -m studies.rlhf_pipeline --out DIR` or formers.tasks.alignment.run_ppo(recipe, out_dir)")
+    raise ConfigError("task align_ppo has its own rollout -> update loop: run it with `formers train` or "
+                      "formers.tasks.alignment.run_ppo(recipe, out_dir), not through the Trainer")
 
 
 def run_ppo(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dict[str, Any]:
@@ -241,4 +240,5 @@ def run_ppo(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dic
 register_task("align_ppo", Task(
     objective_config=AlignPPOConfig, make_objective=_own_loop, build=_own_loop,
     report=lambda recipe, run: "", eval_data=lambda recipe, tok: [],
+    own_loop=lambda recipe, out_dir, resume: run_ppo(recipe, out_dir, resume=resume),
 ))

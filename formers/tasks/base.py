@@ -86,6 +86,9 @@ class Task:
     build: Callable[[Recipe], Run]  # recipe -> model, objective, data
     report: Callable[[Recipe, Run], str]  # a human-readable account of what the model learned
     eval_data: Callable[[Recipe, Any], list[dict]]  # (recipe, saved tokenizer) -> validation batches
+    # A task with its own loop (PPO: rollouts, then updates) instead of the Trainer's:
+    # (recipe, out_dir, resume) -> {"history": [...], "test": {metric: value}}; `formers train` runs it.
+    own_loop: Callable[[Recipe, Any, bool], dict] | None = None
 
 
 TASKS: dict[str, Task] = {}

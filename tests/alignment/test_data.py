@@ -1,5 +1,6 @@
 """Records: the label layout, and typed errors that name the bad record."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,13 @@ def test_prompts_longer_than_the_context_are_refused(tokenizer):
     assert torch.tensor(encode_prompts(["len 2:"], tokenizer, 24, 12)).shape == (1, 6)
 
 
-def test_formers_train_on_the_ppo_recipe_says_how_to_run_it(tmp_path, capsys):
+def test_formers_train_runs_the_ppo_recipe_through_its_own_loop(tmp_path, capsys):
     recipe = Path(__file__).resolve().parents[2] / "recipes" / "align-ppo.yaml"
-    assert main(["train", str(recipe), "--out", str(tmp_path)]) == 1
-    assert "own rollout -> update loop" in capsys.readouterr().err
+    tiny = ["--model.d_model=32", "--model.n_layers=1", "--objective.ppo.iterations=2",
+            "--objective.ppo.rollout_batch=16", "--objective.ppo.minibatch_size=8", "--objective.ppo.progress=false",
+            "--objective.rules.n_test=32"]  # policy and reward null: a fresh policy against the rule itself
+    assert main(["train", str(recipe), "--out", str(tmp_path), *tiny]) == 0
+    printed = capsys.readouterr().out
+    rate = float(re.search(r"test/satisfaction/all: ([\d.]+)", printed).group(1))
+    assert 0.0 <= rate <= 1.0 and f"expect satisfaction/all >= 0.75: {rate:.4f}" in printed
+    assert (tmp_path / "step-00000002" / "COMPLETE").is_file()  # a checkpoint per run, resumable with --resume
