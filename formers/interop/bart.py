@@ -94,4 +94,9 @@ def ignored(c: BartConfig) -> list[str]:
     return [r"(model\.)?(encoder|decoder)\.embed_tokens\.weight"] + (["lm_head.weight"] if c.tie_weights else [])
 
 
-BART = HFFamily("bart", "bart", "BartForConditionalGeneration", "model.", config_from_hf, config_to_hf, rules, ignored)
+def copies(c: BartConfig) -> list[tuple[str, str]]:
+    return [(f"model.{side}.embed_tokens.weight", "model.shared.weight") for side in ("encoder", "decoder")]
+
+
+BART = HFFamily("bart", "bart", "BartForConditionalGeneration", "model.", config_from_hf, config_to_hf, rules, ignored,
+                copies)

@@ -76,16 +76,17 @@ def rules(c: BertConfig) -> list[Rule]:
     out += module("mlm_head.dense", "cls.predictions.transform.dense", optional=True)
     out += module("mlm_head.norm", "cls.predictions.transform.LayerNorm", optional=True)
     out.append(Rule("mlm_head.decoder.bias", ("cls.predictions.bias",), optional=True))
-    if not c.tie_weights:
+    if not c.tie_weights:  # transformers then unties the decoder's bias too, and its forward uses that one
         out.append(Rule("mlm_head.decoder.weight", ("cls.predictions.decoder.weight",), optional=True))
+        out.append(Rule("mlm_head.decoder.bias", ("cls.predictions.decoder.bias",), optional=True))
     out += module("nsp_head", "cls.seq_relationship", optional=True)
     return out
 
 
 def ignored(c: BertConfig) -> list[str]:
     # a position-id buffer of older checkpoints; the decoder's copies of the tied embedding and of predictions.bias
-    return [r"(bert\.)?embeddings\.position_ids", r"cls\.predictions\.decoder\.bias"] + (
-        [r"cls\.predictions\.decoder\.weight"] if c.tie_weights else [])
+    return [r"(bert\.)?embeddings\.position_ids"] + (
+        [r"cls\.predictions\.decoder\.weight", r"cls\.predictions\.decoder\.bias"] if c.tie_weights else [])
 
 
 BERT = HFFamily("bert", "bert", "BertForPreTraining", "bert.", config_from_hf, config_to_hf, rules, ignored)

@@ -25,7 +25,7 @@ from formers.errors import CheckpointError, ConfigError
 from formers.interop.bart import BART
 from formers.interop.bert import BERT
 from formers.interop.gpt2 import GPT2
-from formers.interop.mapping import HFFamily, from_checkpoint, to_checkpoint
+from formers.interop.mapping import HFFamily, check_copies, from_checkpoint, to_checkpoint
 from formers.interop.t5 import T5
 from formers.io import load_weights, read_config, read_weights
 from formers.registry import build_model
@@ -70,6 +70,10 @@ def load_hf(folder: str | Path) -> nn.Module:
     rules = family.rules(config)
     if family.prefix and not any(k.startswith(family.prefix) for k in state):  # a bare BertModel, BartModel, ...
         rules = [dataclasses.replace(r, theirs=tuple(k.removeprefix(family.prefix) for k in r.theirs)) for r in rules]
+    copies = family.copies(config)
+    if family.prefix and not any(k.startswith(family.prefix) for k in state):
+        copies = [tuple(k.removeprefix(family.prefix) for k in pair) for pair in copies]
+    check_copies(state, copies, source)
     converted, absent = from_checkpoint(state, rules, model, family.ignored(config), source)
     if absent:
         warnings.warn(f"{source} has no weights for {absent}: they keep their initial values (fine for encoding, "

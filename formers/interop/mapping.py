@@ -87,6 +87,9 @@ class HFFamily:
     config_to_hf: Callable[[Config], dict[str, Any]]
     rules: Callable[[Config], list[Rule]]
     ignored: Callable[[Config], list[str]]  # regexes of checkpoint keys read past (buffers, tied copies)
+    # (copy, kept): checkpoint keys that the reference ties but a checkpoint may hold apart; formers keeps one
+    # tensor, so the two must be equal
+    copies: Callable[[Config], list[tuple[str, str]]] = lambda config: []
 
 
 def require(config: Config, target: str, **needed: Any) -> None:
@@ -102,6 +105,16 @@ def require(config: Config, target: str, **needed: Any) -> None:
     if bad:
         raise ConfigError(f"no Hugging Face {target} counterpart for {', '.join(bad)}; "
                           "only models built with the reference architecture's choices can be exported")
+
+
+def check_copies(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]], source: str) -> None:
+    """Refuse a checkpoint whose tied copies were trained apart: formers would silently drop one of them."""
+    for copy, kept in pairs:
+        if copy in state and kept in state and not torch.equal(state[copy], state[kept]):
+            raise CheckpointError(
+                f"{source}: {copy} differs from {kept}; formers keeps one tensor for both (the reference ties "
+                "them by default), so a checkpoint that trained them apart cannot be loaded without changing it"
+            )
 
 
 def head_is_tied(state: dict[str, torch.Tensor], head: str, embedding: str) -> bool:

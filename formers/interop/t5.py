@@ -97,4 +97,8 @@ def ignored(c: T5Config) -> list[str]:
         ["lm_head.weight"] if c.tie_weights else [])
 
 
-T5 = HFFamily("t5", "t5", "T5ForConditionalGeneration", "", config_from_hf, config_to_hf, rules, ignored)
+def copies(c: T5Config) -> list[tuple[str, str]]:
+    return [(f"{side}.embed_tokens.weight", "shared.weight") for side in ("encoder", "decoder")]
+
+
+T5 = HFFamily("t5", "t5", "T5ForConditionalGeneration", "", config_from_hf, config_to_hf, rules, ignored, copies)

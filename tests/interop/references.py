@@ -20,8 +20,19 @@ BUILDERS = {
     "t5-v1.1": lambda: tf.T5ForConditionalGeneration(tf.T5Config(**T5, feed_forward_proj="gated-gelu",
                                                                  tie_word_embeddings=False)),
     "bart": lambda: tf.BartForConditionalGeneration(tf.BartConfig(**BART)),
+    # variants: other activations, an untied head, 8 heads, an inner width of its own, fewer relative buckets
+    "gpt2-relu-untied": lambda: tf.GPT2LMHeadModel(tf.GPT2Config(
+        n_embd=32, n_layer=2, n_head=8, n_positions=40, vocab_size=V, activation_function="relu", n_inner=48,
+        layer_norm_epsilon=1e-6, tie_word_embeddings=False, bos_token_id=1, eos_token_id=1)),
+    "bert-untied-gelu-new": lambda: tf.BertForPreTraining(tf.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=40, max_position_embeddings=40,
+        vocab_size=V, hidden_act="gelu_new", type_vocab_size=3, tie_word_embeddings=False)),
+    "t5-buckets": lambda: tf.T5ForConditionalGeneration(tf.T5Config(
+        **T5, feed_forward_proj="relu", relative_attention_num_buckets=8, relative_attention_max_distance=12)),
+    "bart-scaled-relu": lambda: tf.BartForConditionalGeneration(tf.BartConfig(
+        **{**BART, "encoder_layers": 1}, scale_embedding=True, activation_function="relu")),
 }
-ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart")
+ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart", "t5-buckets", "bart-scaled-relu")
 
 
 def reference(name: str) -> torch.nn.Module:

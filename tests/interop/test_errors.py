@@ -75,3 +75,17 @@ def test_models_without_a_counterpart_are_not_exported(tmp_path):
     with pytest.raises(ConfigError, match=r"GPTConfig.position='rotary' \(needs 'learned'\), GPTConfig.norm='rmsnorm'"):
         save_hf(rotary, tmp_path)
     assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_embeddings_trained_apart_are_refused_not_dropped(tmp_path):
+    import transformers as tf
+
+    from tests.interop.references import BART
+
+    # transformers 5 gives BART separate encoder/decoder embeddings when tie_word_embeddings=False
+    bart = tf.BartForConditionalGeneration(tf.BartConfig(**BART, tie_word_embeddings=False))
+    with torch.no_grad():
+        bart.model.encoder.embed_tokens.weight.add_(1.0)
+    bart.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="model.encoder.embed_tokens.weight differs from model.shared.weight"):
+        formers.load(tmp_path)
