@@ -14,9 +14,10 @@ import torch
 from formers.errors import CheckpointError
 from formers.interop.mapping import HFFamily, Rule, head_is_tied, module, require
 from formers.models.encoder_decoder import T5Config
+from formers.nn.feedforward import GATED
 
 FEED_FORWARD_IN = {"relu": "relu", "gelu": "gelu", "gelu_new": "gelu_tanh", "gated-gelu": "geglu",
-                   "gated-silu": "swiglu"}
+                   "gated-silu": "swiglu", "gated-relu": "reglu"}
 FEED_FORWARD_OUT = {ours: theirs for theirs, ours in FEED_FORWARD_IN.items()}
 
 
@@ -64,7 +65,7 @@ def _feed_forward(ours: str, theirs: str, gated: bool) -> list[Rule]:
 
 
 def rules(c: T5Config) -> list[Rule]:
-    gated = c.activation in ("geglu", "swiglu")
+    gated = c.activation in GATED
     out = [Rule("token_embedding.weight", ("shared.weight",))]
     for side, n in (("encoder", c.n_layers), ("decoder", c.decoder_layers)):
         bias_table = f"{side}.block.0.layer.0.SelfAttention.relative_attention_bias.weight"

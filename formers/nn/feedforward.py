@@ -1,4 +1,4 @@
-"""Position-wise feed-forward networks: plain (ReLU/GELU) and gated (SwiGLU, GeGLU).
+"""Position-wise feed-forward networks: plain (ReLU/GELU) and gated (SwiGLU, GeGLU, ReGLU).
 
 Gated variants follow Shazeer 2020, "GLU Variants Improve Transformer".
 """
@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu"]
-GATED = {"swiglu": "silu", "geglu": "gelu_tanh"}
+Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "reglu"]
+GATED = {"swiglu": "silu", "geglu": "gelu_tanh", "reglu": "relu"}
 
 
 def activation_fn(name: str) -> nn.Module:
@@ -58,7 +58,7 @@ class GatedFeedForward(nn.Module):
 def make_feed_forward(
     activation: Activation, d_model: int, d_ff: int, *, bias: bool = True, dropout: float = 0.0
 ) -> nn.Module:
-    """Build the feed-forward a config names; 'swiglu' and 'geglu' give the gated form."""
+    """Build the feed-forward a config names; 'swiglu', 'geglu' and 'reglu' give the gated form."""
     if activation in GATED:
         return GatedFeedForward(d_model, d_ff, GATED[activation], bias=bias, dropout=dropout)
     return FeedForward(d_model, d_ff, activation, bias=bias, dropout=dropout)

@@ -29,10 +29,12 @@ BUILDERS = {
         vocab_size=V, hidden_act="gelu_new", type_vocab_size=3, tie_word_embeddings=False)),
     "t5-buckets": lambda: tf.T5ForConditionalGeneration(tf.T5Config(
         **T5, feed_forward_proj="relu", relative_attention_num_buckets=8, relative_attention_max_distance=12)),
+    "t5-gated-relu": lambda: tf.T5ForConditionalGeneration(tf.T5Config(
+        **T5, feed_forward_proj="gated-relu", tie_word_embeddings=True)),
     "bart-scaled-relu": lambda: tf.BartForConditionalGeneration(tf.BartConfig(
         **{**BART, "encoder_layers": 1}, scale_embedding=True, activation_function="relu")),
 }
-ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart", "t5-buckets", "bart-scaled-relu")
+ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart", "t5-buckets", "t5-gated-relu", "bart-scaled-relu")
 
 
 def reference(name: str) -> torch.nn.Module:

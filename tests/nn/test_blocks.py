@@ -24,12 +24,12 @@ def test_layernorm_has_zero_mean_unit_variance():
     torch.testing.assert_close(y.var(-1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh", "swiglu", "geglu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh", "swiglu", "geglu", "reglu"])
 def test_feed_forward_shapes_and_kind(activation):
     cfg = BlockConfig(d_model=D, n_heads=2, activation=activation, d_ff=40)
     block = make_block(cfg, causal=False)
     ff = block.feed_forward.sublayer
-    assert isinstance(ff, GatedFeedForward if activation in ("swiglu", "geglu") else FeedForward)
+    assert isinstance(ff, GatedFeedForward if activation in ("swiglu", "geglu", "reglu") else FeedForward)
     assert ff(torch.randn(2, 5, D)).shape == (2, 5, D)
 
 
