@@ -90,11 +90,12 @@ def _new_cache(model: nn.Module, batch: int, max_len: int, device: torch.device)
 def check_position_room(model: nn.Module, needed: int, what: str) -> None:
     """Refuse before the first step a decoding that would run past the model's last learned position,
     instead of failing part-way through it."""
-    limits = [m.position_limit for m in model.modules() if getattr(m, "position_limit", None) is not None]
-    if limits and needed > min(limits):
+    limit = min((m.position_limit for m in model.modules() if getattr(m, "position_limit", None) is not None),
+                default=None)
+    if limit is not None and needed > limit:
         raise SequenceTooLongError(
-            f"{what} needs {needed} positions but the model's learned positions stop at {min(limits)}; "
-            f"lower max_new_tokens by {needed - min(limits)} or shorten the prompt"
+            f"{what} needs {needed} positions but the model's learned positions stop at {limit}; "
+            f"lower max_new_tokens by {needed - limit} or shorten the prompt"
         )
 
 

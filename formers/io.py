@@ -20,6 +20,7 @@ from formers.registry import build_model, model_config_from_dict
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+_FIX = "re-save it or pick another checkpoint"
 DIGEST_KEY = "formers.sha256"  # safetensors header metadata: a digest of every tensor's name, dtype, shape, bytes
 
 
@@ -37,24 +38,6 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
 def write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """save_file with the tensors' digest in the header (the caller makes the write atomic)."""
     save_file(tensors, str(path), metadata={**(metadata or {}), DIGEST_KEY: tensor_digest(tensors)})
-
-
-def read_safetensors(path: Path, fix: str = "re-save it or pick another checkpoint") -> dict[str, torch.Tensor]:
-    """Every tensor of a safetensors file on the CPU; files formers wrote are checked against their digest."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete: {fix}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
-            names = f.keys()
-            tensors = {name: f.get_tensor(name) for name in names}
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path} is truncated or corrupt ({e}); {fix}") from None
-    expected = metadata.get(DIGEST_KEY)
-    if expected is not None and tensor_digest(tensors) != expected:
-        raise CheckpointError(f"{path} is corrupt: its tensor data does not match the checksum written with it; {fix}")
-    return tensors
 
 
 def unique_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -114,7 +97,21 @@ def read_config(folder: Path) -> dict:
 
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
-    return read_safetensors(path)
+    """Every tensor of a safetensors file on the CPU; files formers wrote are checked against their digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing; the checkpoint is incomplete: {_FIX}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            names = f.keys()
+            tensors = {name: f.get_tensor(name) for name in names}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is truncated or corrupt ({e}); {_FIX}") from None
+    expected = metadata.get(DIGEST_KEY)
+    if expected is not None and tensor_digest(tensors) != expected:
+        raise CheckpointError(f"{path} is corrupt: its tensor data does not match the checksum written with it; {_FIX}")
+    return tensors
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -224,9 +224,9 @@ def freeze_unused(model) -> None:
             p.requires_grad_(False)
 
 
-def run_strategy(name: str, base, data: dict, s: Settings, fisher: dict, reference: torch.Tensor, out: Path) -> dict:
-    model = copy.deepcopy(base)
-    freeze_unused(model)
+def run_strategy(name: str, base, data: dict, test: list[dict], s: Settings, fisher: dict, reference: torch.Tensor,
+                 out: Path) -> dict:
+    model = copy.deepcopy(base)  # keeps base's frozen unused parts
     p = plan(name, model, data, s, fisher)
     config = TrainerConfig(
         max_steps=s.steps, batch_size=s.batch_size, seed=0, precision=s.precision, eval_every=0, progress=False,
@@ -240,7 +240,6 @@ def run_strategy(name: str, base, data: dict, s: Settings, fisher: dict, referen
     trainer.fit()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     sims = pair_similarities(model, data["heldout"])
-    test = fixed_batches(data["test"][0], data["test"][1], batch_size=64)
     return {"strategy": name, "accuracy": accuracy(model, test), "retrieval@1": retrieval_at_1(sims),
             "similarity_spearman": spearman(sims, reference), "trainable": count_parameters(model),
             "seconds": seconds, "cpu_seconds": cpu_seconds}
@@ -348,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     with tempfile.TemporaryDirectory() as runs:  # checkpoints are not kept
         for name in args.only:
-            row = run_strategy(name, base, data, s, fisher, reference, Path(runs))
+            row = run_strategy(name, base, data, test, s, fisher, reference, Path(runs))
             row["forgetting"] = pretrained["retrieval@1"] - row["retrieval@1"]
             rows.append(row)
             print(json.dumps(row), flush=True)

@@ -78,6 +78,7 @@ def rules(c: BertConfig) -> list[Rule]:
     out.append(Rule("mlm_head.decoder.bias", ("cls.predictions.bias",), optional=True))
     if not c.tie_weights:  # transformers then unties the decoder's bias too, and its forward uses that one
         out.append(Rule("mlm_head.decoder.weight", ("cls.predictions.decoder.weight",), optional=True))
+        # a second rule for the bias: export writes both names; on import the later rule wins
         out.append(Rule("mlm_head.decoder.bias", ("cls.predictions.decoder.bias",), optional=True))
     out += module("nsp_head", "cls.seq_relationship", optional=True)
     return out

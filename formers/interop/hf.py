@@ -67,13 +67,13 @@ def load_hf(folder: str | Path) -> nn.Module:
         raise CheckpointError(f"{folder / 'config.json'}: {e}") from None
     model = build_model(config)
     source = str(folder)
-    rules = family.rules(config)
-    if family.prefix and not any(k.startswith(family.prefix) for k in state):  # a bare BertModel, BartModel, ...
-        rules = [dataclasses.replace(r, theirs=tuple(k.removeprefix(family.prefix) for k in r.theirs)) for r in rules]
-    copies = family.copies(config)
-    if family.prefix and not any(k.startswith(family.prefix) for k in state):
-        copies = [tuple(k.removeprefix(family.prefix) for k in pair) for pair in copies]
-    check_copies(state, copies, source)
+    bare = family.prefix and not any(k.startswith(family.prefix) for k in state)  # a bare BertModel, BartModel...
+
+    def named(keys: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(k.removeprefix(family.prefix) for k in keys) if bare else keys
+
+    rules = [dataclasses.replace(r, theirs=named(r.theirs)) for r in family.rules(config)]
+    check_copies(state, [named(pair) for pair in family.copies(config)], source)
     converted, absent = from_checkpoint(state, rules, model, family.ignored(config), source)
     if absent:
         warnings.warn(f"{source} has no weights for {absent}: they keep their initial values (fine for encoding, "

@@ -147,15 +147,15 @@ class OffsetLearnedPositions(PositionScheme):
 
     def __init__(self, max_seq_len: int, d_model: int, offset: int) -> None:
         super().__init__()
-        self.max_seq_len, self.offset = max_seq_len, offset
-        self.position_limit = max_seq_len
+        self.position_limit, self.offset = max_seq_len, offset
         self.learned = LearnedPositions(max_seq_len + offset, d_model)
 
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor:
-        if position_ids.numel() and not torch.compiler.is_compiling() and int(position_ids.max()) >= self.max_seq_len:
+        limit = self.position_limit
+        if position_ids.numel() and not torch.compiler.is_compiling() and int(position_ids.max()) >= limit:
             raise SequenceTooLongError(
                 f"a sequence of {int(position_ids.max()) + 1} tokens is longer than the model's position limit "
-                f"max_seq_len={self.max_seq_len}; shorten the input"
+                f"max_seq_len={limit}; shorten the input"
             )
         return self.learned.absolute(position_ids + self.offset)
 

@@ -39,7 +39,6 @@ class PositionScheme(nn.Module):
 
     position_limit: int | None = None  # positions 0 .. limit-1 exist; None: any position
 
-
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor | None:
         return None
 
@@ -59,14 +58,15 @@ class LearnedPositions(PositionScheme):
 
     def __init__(self, max_seq_len: int, d_model: int) -> None:
         super().__init__()
-        self.max_seq_len = self.position_limit = max_seq_len
+        self.position_limit = max_seq_len
         self.table = nn.Embedding(max_seq_len, d_model)
 
     def absolute(self, position_ids: torch.Tensor) -> torch.Tensor:
-        if position_ids.numel() and not torch.compiler.is_compiling() and int(position_ids.max()) >= self.max_seq_len:
+        limit = self.position_limit
+        if position_ids.numel() and not torch.compiler.is_compiling() and int(position_ids.max()) >= limit:
             raise SequenceTooLongError(  # (not checked under compile, like check_token_ids)
                 f"position {int(position_ids.max())} needs a sequence of {int(position_ids.max()) + 1} tokens "
-                f"but learned positions stop at max_seq_len={self.max_seq_len}; shorten the input "
+                f"but learned positions stop at max_seq_len={limit}; shorten the input "
                 "or use a model with rotary, ALiBi, T5 or sinusoidal positions"
             )
         return self.table(position_ids)

@@ -213,7 +213,7 @@ register_task("align_dpo", Task(
 # ---- align_ppo -------------------------------------------------------------------------------------------------
 
 
-def _own_loop(recipe: Recipe):
+def _not_a_trainer_task(recipe: Recipe):
     raise ConfigError("task align_ppo has its own rollout -> update loop: run it with `formers train` or "
                       "formers.tasks.alignment.run_ppo(recipe, out_dir), not through the Trainer")
 
@@ -238,7 +238,7 @@ def run_ppo(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dic
 
 
 register_task("align_ppo", Task(
-    objective_config=AlignPPOConfig, make_objective=_own_loop, build=_own_loop,
+    objective_config=AlignPPOConfig, make_objective=_not_a_trainer_task, build=_not_a_trainer_task,
     report=lambda recipe, run: "", eval_data=lambda recipe, tok: [],
     own_loop=lambda recipe, out_dir, resume: run_ppo(recipe, out_dir, resume=resume),
 ))

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 
 from formers.errors import CheckpointError, ShapeMismatchError
-from formers.io import read_safetensors, write_safetensors
+from formers.io import read_weights, write_safetensors
 
 COMPLETE = "COMPLETE"  # marker written last: a folder without it is never a checkpoint
 TMP_PREFIX = ".tmp-"
@@ -195,9 +195,7 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         raise CheckpointError(f"could not write {path} ({e}); check free disk space and permissions") from None
 
 
-def load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    """Read every tensor of a safetensors file onto the CPU, checked against the digest written with it."""
-    return read_safetensors(path, _FIX)
+load_tensors = read_weights  # every safetensors file, checkpoint part or model, is read (and checked) one way
 
 
 # ---- optimizer state --------------------------------------------------------------------
