@@ -160,6 +160,7 @@ def from_checkpoint(
             "to the same model"
         )
     converted = {r.ours: r.to_ours([state[k] for k in r.theirs]) for r in rules if r not in absent}
+    absent = [r for r in absent if r.ours not in converted]  # another name for the same tensor may have been read
     for rule in absent:
         converted[rule.ours] = own[rule.ours]
     return converted, sorted(r.ours for r in absent)

@@ -118,3 +118,16 @@ def test_greedy_and_beam_generation_match(generative):
                 assert until_eos(a, start, stop) == until_eos(b, start, stop), f"{name} {kw}"
             beams_differ |= not torch.equal(mine[:, : greedy.shape[1]], greedy[:, : mine.shape[1]])
     assert beams_differ  # the searches are not all greedy in disguise
+
+
+def test_an_untied_bert_head_without_the_decoder_bias_copy_keeps_the_bias_it_has(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    ref = reference("bert-untied-gelu-new")
+    ref.save_pretrained(tmp_path)
+    state = load_file(str(tmp_path / "model.safetensors"))
+    state["cls.predictions.bias"] = state.pop("cls.predictions.decoder.bias")  # as files that store one name do
+    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    expected = outputs("bert-untied-gelu-new", ref, True)
+    got = outputs("bert-untied-gelu-new", formers.load(tmp_path), False)
+    assert (got["logits"] - expected["logits"]).abs().max() <= TOLERANCE
