@@ -12,11 +12,12 @@ from formers.models.encoder_decoder import (
 from formers.models.gpt import GPT, GPTConfig
 from formers.models.heads import SequenceClassifier, SpanQA, TokenClassifier, mean_pool, with_head
 from formers.models.lstm import LSTM, LSTMConfig, LSTMState
-from formers.models.output import ModelOutput
+from formers.models.output import ModelOutput, VisionOutput
+from formers.models.vit import ViT, ViTConfig
 
 __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
-    "LSTM", "LSTMConfig", "LSTMState",
+    "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
 ]
