@@ -37,7 +37,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -55,7 +55,6 @@ from formers.data.shapes_draw import (
     SIZES,
     ShapeObject,
     background,
-    boxes_of,
     place,
     render,
 )
@@ -173,6 +172,13 @@ class ShapeSample:
         return [c.text for c in self.text.captions]
 
 
+class Rendered(NamedTuple):
+    images: Tensor  # uint8 (N, 3, H, W)
+    masks: list[Tensor]  # per image, bool (n_objects, H, W): the pixels an object covers at least half of
+    boxes: list[Tensor]  # per image, long (n_objects, 4): (x0, y0, x1, y1) tight around the mask, x1/y1 exclusive
+    scenes: list[tuple[tuple[ShapeObject, ...], str]]  # per image, its objects and background kind
+
+
 def attribute_set_id(objects: Sequence[ShapeObject]) -> int:
     """An id equal for two images exactly when they hold the same objects (colour, shape, size, position)."""
     return step_seed(*sorted(",".join(o.attributes()) for o in objects))
@@ -239,21 +245,24 @@ class Shapes:
         captions = self.captions(i, objects)
         return ShapeText(captions, self.negatives(i, objects, captions), self.questions(i, objects))
 
-    def render(self, indices: Sequence[int]) -> tuple[Tensor, list[Tensor], list[tuple[tuple[ShapeObject, ...], str]]]:
-        """Images uint8 (N, 3, H, W), per image its masks bool (n, H, W), and its scene (objects, background)."""
+    def render(self, indices: Sequence[int]) -> Rendered:
+        """The images `indices`, their masks and boxes (see Rendered), and their scenes."""
         indices = [int(i) for i in indices]
         scenes = [self.scene(i) for i in indices]
         size = self.config.image_size
         backs = np.zeros((len(indices), 3, size, size), dtype=np.float32)  # (N, 3, H, W)
         for row, (i, (_, kind)) in enumerate(zip(indices, scenes, strict=True)):
             backs[row] = background(kind, size, np.random.default_rng(self._seed(i, 1)))
-        images, masks = render([objs for objs, _ in scenes], backs, self.config.antialias)
-        return images, masks, scenes
+        images, masks, boxes = render([objs for objs, _ in scenes], backs, self.config.antialias)
+        counts = [len(objs) for objs, _ in scenes]
+        return Rendered(torch.from_numpy(images), list(torch.from_numpy(masks).split(counts)),
+                        list(torch.from_numpy(boxes).split(counts)), scenes)
 
     def samples(self, indices: Sequence[int]) -> list[ShapeSample]:
-        images, masks, scenes = self.render(indices)
-        return [ShapeSample(int(i), self.split, objs, kind, image, m, boxes_of(m), self.text(int(i), objs))
-                for i, (objs, kind), image, m in zip(indices, scenes, images, masks, strict=True)]
+        r = self.render(indices)
+        return [ShapeSample(int(i), self.split, objs, kind, image, masks, boxes, self.text(int(i), objs))
+                for i, (objs, kind), image, masks, boxes in zip(indices, r.scenes, r.images, r.masks, r.boxes,
+                                                                strict=True)]
 
     def sample(self, i: int) -> ShapeSample:
         return self.samples([i])[0]
@@ -279,7 +288,7 @@ class Shapes:
                    "count": list(COUNT_WORDS[cfg.min_objects : cfg.max_objects + 1])}.get(label)
         if classes is None:
             raise DataError(f"label={label!r} is not known; expected colour, shape, size, position or count")
-        images, _, scenes = self.render(range(n))
+        images, _, _, scenes = self.render(range(n))
         values = [COUNT_WORDS[len(objs)] if label == "count" else getattr(objs[0], label) for objs, _ in scenes]
         labels = torch.tensor([classes.index(v) for v in values], dtype=torch.long)
         return ImageSet(images, labels, tuple(classes), *self.stats)
@@ -291,7 +300,7 @@ STATS_IMAGES = 512  # the mean and std come within 0.005 of those of 4,096 image
 @functools.lru_cache(maxsize=32)
 def _train_stats(config_json: str, seed: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     data = Shapes(ShapesConfig.from_dict(json.loads(config_json)), split="train", seed=seed)
-    return channel_stats(data.render(range(STATS_IMAGES))[0])
+    return channel_stats(data.render(range(STATS_IMAGES)).images)
 
 
 def save_grid(data: Shapes, path: str | Path, *, n: int = 16, columns: int = 4, start: int = 0) -> Path:
@@ -302,10 +311,15 @@ def save_grid(data: Shapes, path: str | Path, *, n: int = 16, columns: int = 4, 
     import matplotlib.pyplot as plt
 
     rows = -(-n // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 3.1 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(2.7 * columns, 3.8 * rows), squeeze=False)
+    heldout = data.config.heldout_pairs
     for ax, sample in zip(axes.flat, data.samples(range(start, start + n)), strict=False):
         ax.imshow(sample.image.permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_title(textwrap.fill(sample.captions[0], 30), fontsize=7.5)
+        title = textwrap.fill(sample.captions[0], 32)
+        unseen = sorted({f"{o.colour} {o.shape}" for o in sample.objects if (o.colour, o.shape) in heldout})
+        if unseen:
+            title += "\n(held out: " + ", ".join(unseen) + ")"
+        ax.set_title(title, fontsize=7.5)
     for ax in axes.flat:
         ax.axis("off")
     cfg = data.config

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
@@ -76,13 +77,14 @@ def caption_matches(objects: Sequence[Sequence[ShapeObject]], captions: Sequence
         said = tuple(sorted(tuple(getattr(o, a) for a in mentions) for o in objs))
         return keys.setdefault((mentions, said), len(keys))
 
-    text_keys = torch.tensor([key(objs, c.mentions) for objs, c in zip(objects, captions, strict=True)])  # (B,)
-    out = torch.zeros(len(captions), len(captions), dtype=torch.bool)
+    # numpy, not torch: a dozen tiny ops on a thread pool that training keeps busy cost ~10 ms each
+    text_keys = np.array([key(objs, c.mentions) for objs, c in zip(objects, captions, strict=True)])  # (B,)
+    out = np.zeros((len(captions), len(captions)), dtype=bool)
     for mentions in {c.mentions for c in captions}:
-        image_keys = torch.tensor([key(objs, mentions) for objs in objects])  # (B,) images read as such captions
-        said_so = torch.tensor([c.mentions == mentions for c in captions])  # (B,) captions of this kind
+        image_keys = np.array([key(objs, mentions) for objs in objects])  # (B,) images read as such captions
+        said_so = np.array([c.mentions == mentions for c in captions])  # (B,) captions of this kind
         out |= (image_keys[:, None] == text_keys[None, :]) & said_so[None, :]
-    return out
+    return torch.from_numpy(out)
 
 
 class ShapesBatches(StepCounted):
@@ -136,7 +138,8 @@ class ShapesBatches(StepCounted):
         raise NotImplementedError
 
     def _cached(self, what: str, i: int, build):
-        if self.n_images is None:
+        """build(), kept for image i of a fixed set (fresh images, or those past the set, are not kept)."""
+        if self.n_images is None or i >= self.n_images:
             return build()
         key = (what, i)
         if key not in self._memo:
@@ -145,20 +148,17 @@ class ShapesBatches(StepCounted):
 
     def images(self, index: list[int]) -> tuple[Tensor, list[tuple[ShapeObject, ...]]]:
         """Normalised pixels (B, 3, H, W) of images `index` and their objects."""
-        if self.n_images is None:
-            pixels, _, scenes = self.data.render(index)
-            return self.data.normalize(pixels), [objs for objs, _ in scenes]
+        if self.n_images is None or max(index) >= self.n_images:  # fresh images (or fixed_batches past the set)
+            r = self.data.render(index)
+            return self.data.normalize(r.images), [objs for objs, _ in r.scenes]
         if self._pixels is None:
             size = self.data.config.image_size
             self._pixels = torch.zeros(self.n_images, 3, size, size, dtype=torch.uint8)
-        todo = sorted({i for i in index if ("objects", i) not in self._memo and i < self.n_images})
+        todo = sorted({i for i in index if ("objects", i) not in self._memo})
         if todo:
-            pixels, _, scenes = self.data.render(todo)
-            self._pixels[todo] = pixels
-            self._memo.update({("objects", i): objs for i, (objs, _) in zip(todo, scenes, strict=True)})
-        if any(i >= self.n_images for i in index):  # fixed_batches may reach past the training set
-            pixels, _, scenes = self.data.render(index)
-            return self.data.normalize(pixels), [objs for objs, _ in scenes]
+            r = self.data.render(todo)
+            self._pixels[todo] = r.images
+            self._memo.update({("objects", i): objs for i, (objs, _) in zip(todo, r.scenes, strict=True)})
         return self.data.normalize(self._pixels[index]), [self._memo[("objects", i)] for i in index]
 
     def captions(self, i: int, objects: Sequence[ShapeObject]) -> list[Caption]:
@@ -189,16 +189,15 @@ class CaptionBatches(ShapesBatches):
         return scores.argsort(1)[:, : self.rows_per_image]  # (n, k) distinct captions per image
 
     def make(self, index: list[int], choice: Tensor) -> dict[str, Tensor]:
-        pixels, scenes = self.images(index)
         k = self.rows_per_image
-        rows = [(i, objs, self.captions(i, objs)[c]) for i, objs, cs in zip(index, scenes, choice.tolist(), strict=True)
-                for c in cs]
+        pixels, scenes = self.images([i for i in index for _ in range(k)])  # each image in k rows
+        rows = [(i, objs, self.captions(i, objs)[c])
+                for i, objs, cs in zip(index, scenes[::k], choice.tolist(), strict=True) for c in cs]
         ids, mask = self.encode([c.text for _, _, c in rows])
         return {
-            "pixel_values": pixels.repeat_interleave(k, 0),  # (B, 3, H, W)
-            "input_ids": ids, "attention_mask": mask,
-            "image_ids": torch.tensor(index).repeat_interleave(k),
-            "group_ids": torch.tensor([attribute_set_id(objs) for objs in scenes]).repeat_interleave(k),
+            "pixel_values": pixels, "input_ids": ids, "attention_mask": mask,  # (B, 3, H, W), (B, T), (B, T)
+            "image_ids": torch.tensor([i for i, _, _ in rows]),
+            "group_ids": torch.tensor([attribute_set_id(objs) for _, objs, _ in rows]),
             "caption_ids": choice.reshape(-1),
             "matches": caption_matches([objs for _, objs, _ in rows], [c for _, _, c in rows]),
         }

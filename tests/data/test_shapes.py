@@ -125,7 +125,7 @@ def test_every_shape_fills_its_box_like_itself():
     for name in SHAPES:
         objs = tuple(ShapeObject(name, "red", size, pos, *place(48, pos, size, (0, 0)))
                      for size, pos in (("small", "left"), ("large", "right")))
-        _, (masks,) = render([objs], np.zeros((1, 3, 48, 48)), antialias=4)
+        _, masks, _ = render([objs], np.zeros((1, 3, 48, 48)), antialias=4)
         small, large = masks.sum((1, 2)).tolist()
         assert 1.7 < large / small < 3.0, name  # radius ratio 0.44 / 0.30: area ratio 2.15, up to where the
         # outline crosses pixel centres (the small diamond loses its four tips: 40 pixels for an area of 46)
@@ -368,7 +368,7 @@ def test_fixed_batches_are_fixed_and_cover_the_first_n(tok):
 
 
 def test_stats_normalise_training_pixels(train):
-    x = train.normalize(train.render(range(300))[0])
+    x = train.normalize(train.render(range(300)).images)
     # 300 of the 512 images the stats came from: near mean 0, std 1
     assert abs(x.mean().item()) < 0.1 and abs(x.std().item() - 1) < 0.1
     assert Shapes(train.config, split="heldout", seed=3).stats == train.stats  # every split: training stats
@@ -437,3 +437,15 @@ def test_grid_figure_is_written(tmp_path, capsys):
 
 def test_splits_are_named():
     assert SPLITS == ("train", "test", "heldout")
+
+
+def test_texture_upsampling_is_bilinear_and_boxes_of_empty_masks():
+    from formers.data.shapes_draw import _bilinear, boxes_of
+
+    coarse = torch.rand(1, 3, 5, 5, dtype=torch.float64)
+    ref = torch.nn.functional.interpolate(coarse, size=(37, 37), mode="bilinear", align_corners=False)[0]
+    up = torch.from_numpy(_bilinear(5, 37))
+    torch.testing.assert_close(torch.einsum("hi,cij,wj->chw", up, coarse[0], up), ref)  # float64: ~1e-15
+    masks = np.zeros((2, 6, 6), dtype=bool)
+    masks[1, 2:4, 1:5] = True
+    assert boxes_of(masks).tolist() == [[0, 0, 0, 0], [1, 2, 5, 4]]
