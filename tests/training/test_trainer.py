@@ -31,7 +31,7 @@ class FixedBatch:
 
 
 def quiet(**kw):
-    base = dict(progress=False, tensorboard=False, eval_every=0, log_every=1)
+    base = dict(progress=False, tensorboard=False, eval_every=0, log_every=1, precision="fp32")  # the same on every CPU
     return TrainerConfig(**{**base, **kw})
 
 
