@@ -24,8 +24,8 @@ Layout = Literal["same", "conv1d", "row"]
 
 # transformers activation names -> ours, and back
 ACTIVATIONS_IN = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-                  "silu": "silu", "swish": "silu"}
-ACTIVATIONS_OUT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
+                  "silu": "silu", "swish": "silu", "quick_gelu": "quick_gelu"}
+ACTIVATIONS_OUT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu", "quick_gelu": "quick_gelu"}
 
 
 def activation_from_hf(name: str, where: str) -> str:

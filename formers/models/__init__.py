@@ -1,6 +1,7 @@
 """Model families. Importing this package registers each one by name."""
 
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
+from formers.models.clip import CLIP, CLIPConfig, CLIPOutput
 from formers.models.encoder_decoder import (
     BartConfig,
     EncoderDecoder,
@@ -18,5 +19,5 @@ __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
-    "LSTM", "LSTMConfig", "LSTMState",
+    "LSTM", "LSTMConfig", "LSTMState", "CLIP", "CLIPConfig", "CLIPOutput",
 ]
