@@ -139,6 +139,17 @@ def make_text_pool(config: CLIPConfig) -> nn.Module:
     return MaskPool(config.text_pooling)
 
 
+class TextReader:
+    """The text tower and its pooling as one function, (input_ids, attention_mask) -> (B, D_t): the unit a
+    locked tower's cache memoises (formers.adapt.lit). Not a module: it holds the model's own modules."""
+
+    def __init__(self, tower: nn.Module, pool: nn.Module) -> None:
+        self.tower, self.pool = tower, pool
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        return self.pool(self.tower.encode(input_ids, attention_mask), input_ids, attention_mask)  # (B, D_t)
+
+
 def projection(d_in: int, d_out: int) -> nn.Linear:
     """A bias-free map into the shared space, N(0, d_in^-1/2) as CLIP initialises it."""
     layer = nn.Linear(d_in, d_out, bias=False)
@@ -154,6 +165,7 @@ class CLIP(nn.Module):
         self.image_tower = build_model(config.image)
         self.text_tower = build_model(config.text)
         self.text_pool = make_text_pool(config)
+        self.read_text = TextReader(self.text_tower, self.text_pool)
         self.image_projection = projection(config.image.d_model, config.embed_dim)
         self.text_projection = projection(config.text.d_model, config.embed_dim)
         self.logit_scale = LogitScale(config.logit_scale_init, config.max_logit_scale)
@@ -164,8 +176,7 @@ class CLIP(nn.Module):
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Projected, not yet normalised: (B, E)."""
-        hidden = self.text_tower.encode(input_ids, attention_mask)  # (B, T, D_t)
-        return self.text_projection(self.text_pool(hidden, input_ids, attention_mask))
+        return self.text_projection(self.read_text(input_ids, attention_mask))
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """pixel_values (B, C, H, W) -> unit-norm embeddings (B, E), fp32."""

