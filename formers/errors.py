@@ -38,3 +38,7 @@ class DataError(FormersError, ValueError):
 
 class AttentionFitError(ConfigError):
     """An attention kind's window, block or projection size does not fit the sequence it is given."""
+
+
+class ImageInputError(FormersError, ValueError):
+    """Pixel values do not fit an image model: rank, channel count, size or dtype."""

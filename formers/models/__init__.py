@@ -2,6 +2,7 @@
 
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
 from formers.models.clip import CLIP, CLIPConfig, CLIPOutput
+from formers.models.cnn import CNN, CNNConfig
 from formers.models.encoder_decoder import (
     BartConfig,
     EncoderDecoder,
@@ -13,11 +14,13 @@ from formers.models.encoder_decoder import (
 from formers.models.gpt import GPT, GPTConfig
 from formers.models.heads import SequenceClassifier, SpanQA, TokenClassifier, mean_pool, with_head
 from formers.models.lstm import LSTM, LSTMConfig, LSTMState
-from formers.models.output import ModelOutput
+from formers.models.output import ModelOutput, VisionOutput
+from formers.models.vit import ViT, ViTConfig
 
 __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
-    "LSTM", "LSTMConfig", "LSTMState", "CLIP", "CLIPConfig", "CLIPOutput",
+    "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
+    "CNN", "CNNConfig", "CLIP", "CLIPConfig", "CLIPOutput",
 ]

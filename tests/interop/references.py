@@ -34,13 +34,24 @@ BUILDERS = {
     "bart-scaled-relu": lambda: tf.BartForConditionalGeneration(tf.BartConfig(
         **{**BART, "encoder_layers": 1}, scale_embedding=True, activation_function="relu")),
 }
+# ViT (images, not token batches: tests/interop/test_vit_parity.py): a bare ViTModel with its tanh pooler, a
+# classifier, and a bare model without pooler but with a mask token, other activation, eps, channels and heads
+VIT = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, image_size=16,
+           patch_size=4, num_channels=3)
+VISION_BUILDERS = {
+    "vit": lambda: tf.ViTModel(tf.ViTConfig(**VIT)),
+    "vit-classifier": lambda: tf.ViTForImageClassification(tf.ViTConfig(**VIT, num_labels=5)),
+    "vit-bare-mask-gelu-new": lambda: tf.ViTModel(tf.ViTConfig(
+        **{**VIT, "num_attention_heads": 2, "num_channels": 1}, hidden_act="gelu_new", layer_norm_eps=1e-6),
+        add_pooling_layer=False, use_mask_token=True),
+}
 ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart", "t5-buckets", "t5-gated-relu", "bart-scaled-relu")
 
 
 def reference(name: str) -> torch.nn.Module:
     """The reference model with every weight redrawn at a scale where mistakes show (N(0, 0.3); norms ~1)."""
     torch.manual_seed(0)
-    model = BUILDERS[name]().eval()
+    model = {**BUILDERS, **VISION_BUILDERS}[name]().eval()
     if name == "t5-v1.1":  # transformers 5 ties T5's head at init whatever the config says: untie it as v1.1 is
         model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight))
     g = torch.Generator().manual_seed(1)

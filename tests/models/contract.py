@@ -1,4 +1,5 @@
-"""The contract every model preset passes. A new family joins with one line in CASES."""
+"""The contract every model preset passes. A new family joins with one line in CASES (token models)
+or IMAGE_CASES (image encoders: pixel_values in, VisionOutput out)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from typing import Any
 
 import torch
 
-from formers.models import BartConfig, BertConfig, GPTConfig, LSTMConfig, T5Config, TransformerConfig
+from formers.models import (
+    BartConfig,
+    BertConfig,
+    CNNConfig,
+    GPTConfig,
+    LSTMConfig,
+    T5Config,
+    TransformerConfig,
+    ViTConfig,
+)
 
 
 def plain(ids: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
@@ -47,4 +57,25 @@ CASES = [
     Case("t5-v1.1", T5Config(**TINY, **V11, n_decoder_layers=3, kernel="explicit"), causal=True, inputs=seq2seq),
     Case("bart", BartConfig(**TINY), causal=True, inputs=seq2seq),
     Case("lstm", LSTMConfig(vocab_size=61, d_model=32, n_layers=2, max_seq_len=32, dropout=0.0), causal=True),
+]
+
+
+@dataclasses.dataclass
+class ImageCase:
+    name: str
+    config: Any  # an image encoder's config: it has n_channels, d_model and n_classes
+    size: int  # side of the square test images
+
+
+VIT = dict(image_size=16, patch_size=4, n_channels=3, d_model=32, n_heads=4, n_layers=2, dropout=0.0)
+CNN = dict(n_channels=3, widths=[8, 16], groups=4)
+
+IMAGE_CASES = [
+    ImageCase("vit-cls-learned-head", ViTConfig(**VIT, n_classes=5), size=16),
+    ImageCase("vit-mean-sincos-swiglu-rms", ViTConfig(**VIT, pooling="mean", position="sincos2d", activation="swiglu",
+                                                      norm="rmsnorm"), size=16),
+    ImageCase("vit-tanh-pooler-mask-post-explicit", ViTConfig(**VIT, pooler="tanh", mask_token=True,
+                                                              norm_placement="post", kernel="explicit"), size=16),
+    ImageCase("cnn-groupnorm-head", CNNConfig(**CNN, depths=[1, 1], n_classes=5), size=12),
+    ImageCase("cnn-batchnorm", CNNConfig(**CNN, depths=[2, 1], norm="batchnorm"), size=12),
 ]

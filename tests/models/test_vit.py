@@ -1,0 +1,93 @@
+"""ViT: what each build choice does, attention maps through the capture path, config errors."""
+
+import pytest
+import torch
+
+from formers.errors import ConfigError, ImageInputError
+from formers.interpret import capture_attention
+from formers.models import ViT, ViTConfig
+from formers.nn import SelfAttention
+from formers.nn.kernels import SDPAKernel
+
+TINY = dict(image_size=16, patch_size=4, n_channels=3, d_model=32, n_heads=4, n_layers=2)
+
+
+def vit(**changes) -> ViT:
+    torch.manual_seed(0)
+    return ViT(ViTConfig(**{**TINY, **changes})).eval()
+
+
+def test_cls_comes_first_and_is_what_the_head_reads():
+    model, x = vit(n_classes=5), torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        model.head.weight.normal_()  # the head starts at zero
+        out = model(x)
+    assert out.last_hidden_state.shape == (2, 1 + 16, 32)
+    assert torch.equal(out.pooled, out.last_hidden_state[:, 0])
+    torch.testing.assert_close(out.logits, model.head(out.last_hidden_state[:, 0]))
+
+
+def test_mean_pooling_has_no_cls_and_averages_the_patches():
+    model = vit(pooling="mean", position="sincos2d")
+    out = model(torch.randn(2, 3, 16, 16))
+    assert out.last_hidden_state.shape == (2, 16, 32) and out.logits is None
+    torch.testing.assert_close(out.pooled, out.last_hidden_state.mean(1))
+    assert not any("positions" in name for name, _ in model.named_parameters())  # nothing to train
+
+
+def test_tanh_pooler_is_berts_pooler_on_cls():
+    model = vit(pooler="tanh")
+    out = model(torch.randn(2, 3, 16, 16))
+    expected = torch.tanh(model.pooler.dense(out.last_hidden_state[:, 0]))
+    torch.testing.assert_close(out.pooled, expected)
+
+
+def test_masked_patches_change_the_output_and_unmasked_images_do_not():
+    model, x = vit(mask_token=True), torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        model.masking.token.normal_()
+    none = torch.zeros(2, 16, dtype=torch.bool)
+    some = none.clone()
+    some[0, 3] = True
+    plain, unmasked, masked = model(x), model(x, bool_masked_pos=none), model(x, bool_masked_pos=some)
+    assert torch.equal(plain.last_hidden_state, unmasked.last_hidden_state)
+    assert not torch.allclose(masked.last_hidden_state[0], plain.last_hidden_state[0])
+    torch.testing.assert_close(masked.last_hidden_state[1], plain.last_hidden_state[1])  # row 1 has no mask
+    # a masked patch's content is gone: changing its pixels changes nothing
+    y = x.clone()
+    y[0, :, 0:4, 12:16] += 5.0  # patch 3 is row 0, column 3
+    torch.testing.assert_close(model(y, bool_masked_pos=some).last_hidden_state, masked.last_hidden_state)
+
+
+def test_other_sizes_need_interpolation_and_then_work_for_both_position_kinds():
+    for position in ("learned", "sincos2d"):
+        model = vit(position=position)
+        with pytest.raises(ImageInputError, match="24x20 pixels does not match the model's image_size=16"):
+            model(torch.randn(1, 3, 24, 20))
+        out = model(torch.randn(1, 3, 24, 20), interpolate_pos_encoding=True)
+        assert out.last_hidden_state.shape == (1, 1 + 6 * 5, 32) and torch.isfinite(out.last_hidden_state).all()
+
+
+def test_attention_maps_come_through_the_capture_path():
+    model, x = vit(), torch.randn(2, 3, 16, 16)
+    reference = model(x).last_hidden_state
+    with capture_attention(model) as maps:
+        hidden = model(x).last_hidden_state
+    # the explicit softmax against SDPA: fp32 sums in another order, ~1e-6 relative
+    torch.testing.assert_close(hidden, reference, rtol=1e-5, atol=1e-5)
+    weights = maps.stacked()
+    assert weights.shape == (2, 2, 4, 17, 17)  # (L, B, H, 1 + N, 1 + N)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2, 2, 4, 17))
+    assert all(isinstance(m.kernel, SDPAKernel) for m in model.modules() if isinstance(m, SelfAttention))
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(patch_size=5), r"ViTConfig.patch_size=5 is not allowed; expected a divisor of image_size=16"),
+    (dict(pooling="mean", pooler="tanh"), "ViTConfig.pooler='tanh'.*reads the \\[CLS\\] token"),
+    (dict(position="sincos2d", d_model=30, n_heads=3), "ViTConfig.d_model=30.*multiple of 4"),
+    (dict(n_classes=-1), "ViTConfig.n_classes=-1"),
+    (dict(position="rotary"), "ViTConfig.position='rotary' is not allowed; expected one of 'learned', 'sincos2d'"),
+])
+def test_bad_configs_name_the_field(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        ViTConfig(**{**TINY, **changes})
