@@ -3,54 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
 
 import torch
-from torch import nn
 
-from formers.config import Config
-from formers.models import BertConfig, CLIPConfig, GPTConfig
-from formers.models import clip as clip_module
-from formers.registry import register_model
+from formers.models import BertConfig, CLIPConfig, CNNConfig, GPTConfig, ViTConfig
 
 V, T = 53, 12  # vocabulary, longest text
 
 
-# ---- a stand-in image tower until ViT lands on main: conv patches, mean pool ----------------------------------
-@dataclasses.dataclass(kw_only=True)
-class TinyImageConfig(Config):
-    family: Literal["tiny_image"] = "tiny_image"
-    d_model: int = 24
-    n_channels: int = 3
-    image_size: int = 16
+def image_config(**changes) -> ViTConfig:
+    base = dict(d_model=24, n_heads=2, n_layers=2, image_size=16, patch_size=4, n_channels=3, dropout=0.0)
+    return ViTConfig(**{**base, **changes})
 
 
-@dataclasses.dataclass
-class TinyVisionOutput:
-    last_hidden_state: torch.Tensor
-    pooled: torch.Tensor
-    logits: torch.Tensor | None = None
-
-
-@register_model("tiny_image", TinyImageConfig)
-class TinyImage(nn.Module):
-    def __init__(self, config: TinyImageConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.patches = nn.Conv2d(config.n_channels, config.d_model, 4, stride=4)
-        self.mix = nn.Linear(config.d_model, config.d_model)
-
-    def forward(self, pixel_values: torch.Tensor) -> TinyVisionOutput:
-        tokens = self.patches(pixel_values).flatten(2).transpose(1, 2)  # (B, N, D)
-        hidden = self.mix(torch.tanh(tokens))
-        return TinyVisionOutput(last_hidden_state=hidden, pooled=hidden.mean(1))
-
-
-clip_module.IMAGE_FAMILIES = (*clip_module.IMAGE_FAMILIES, "tiny_image")
-
-
-def image_config(**changes) -> Config:
-    return TinyImageConfig(**changes)
+def cnn_config(**changes) -> CNNConfig:
+    return CNNConfig(**{**dict(n_channels=3, widths=[8, 16], depths=[1, 1], groups=4), **changes})
 
 
 def text_config(**changes) -> GPTConfig:
@@ -71,18 +38,18 @@ class Case:
 
 
 CASES = [
-    Case("gpt-last", CLIPConfig(image=image_config(), text=text_config(), embed_dim=16)),
-    Case("gpt-eos", CLIPConfig(image=image_config(), text=text_config(), embed_dim=16, text_pooling="eos",
-                               eos_token_id=2)),
-    Case("bert-mean", CLIPConfig(image=image_config(), text=bert_config(), embed_dim=8, text_pooling="mean")),
-    Case("bert-cls", CLIPConfig(image=image_config(), text=bert_config(), embed_dim=8, text_pooling="cls")),
+    Case("vit-gpt-last", CLIPConfig(image=image_config(), text=text_config(), embed_dim=16)),
+    Case("vit-mean-gpt-eos", CLIPConfig(image=image_config(pooling="mean", position="sincos2d"), text=text_config(),
+                                        embed_dim=16, text_pooling="eos", eos_token_id=2)),
+    Case("cnn-bert-mean", CLIPConfig(image=cnn_config(), text=bert_config(), embed_dim=8, text_pooling="mean")),
+    Case("vit-bert-cls", CLIPConfig(image=image_config(), text=bert_config(), embed_dim=8, text_pooling="cls")),
 ]
+IMAGE_SIZE = 16  # every case's images: ViT's image_size; the CNN reads any size
 
 
 def pixels(config: CLIPConfig, b: int = 2) -> torch.Tensor:
     g = torch.Generator().manual_seed(3)
-    size = config.image.image_size
-    return torch.randn(b, config.image.n_channels, size, size, generator=g)
+    return torch.randn(b, config.image.n_channels, IMAGE_SIZE, IMAGE_SIZE, generator=g)
 
 
 def text_batch(config: CLIPConfig, b: int = 2) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch
 from torch.nn import functional as F
 
 import formers
-from formers.errors import ConfigError, DataError, TokenOutOfVocabError
+from formers.errors import ConfigError, DataError, ImageInputError, TokenOutOfVocabError
 from formers.models import CLIP, CLIPConfig
 from formers.models.clip import ArgmaxPool, EosPool, LastTokenPool, MaskPool
 from formers.registry import build_model
@@ -90,6 +90,14 @@ def test_bad_configs_are_refused_by_name():
         CLIPConfig(image=image_config(), text=text_config(tie_weights=False))
     with pytest.raises(ConfigError, match=r"text.n_layerz|unknown field"):
         CLIPConfig.from_dict({"image": image_config().to_dict(), "text": {"family": "gpt", "n_layerz": 2}})
+
+
+def test_typed_errors_for_bad_images():
+    model = make(CASES[0].config)
+    with pytest.raises(ImageInputError, match="channels"):
+        model.encode_image(torch.randn(2, 1, 16, 16))
+    with pytest.raises(ImageInputError, match="image_size=16"):
+        model.encode_image(torch.randn(2, 3, 20, 20))
 
 
 def test_typed_errors_for_bad_text():
