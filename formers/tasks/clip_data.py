@@ -104,7 +104,8 @@ class LabelledCaptionsConfig(Config):
     prompts: list[str] = dataclasses.field(default_factory=lambda: list(PROMPT_TEMPLATES))  # zero-shot prompts
     train_limit: int | None = None  # keep the first N training images (quick runs)
     test_limit: int | None = None  # evaluate on the first N test images
-    augment: Augment = dataclasses.field(default_factory=Augment)
+    pad: int = 0  # augmentation: random translation by up to `pad` pixels (pad, then crop back)
+    flip: bool = False  # augmentation: mirror left-right half the time (fine for clothing, wrong for digits)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +113,7 @@ class LabelledCaptionsConfig(Config):
             bad = [t for t in getattr(self, name) if "{}" not in t]
             check(getattr(self, name) and not bad, f"LabelledCaptionsConfig.{name}", getattr(self, name),
                   "a non-empty list of templates, each with '{}' where the class name goes")
+        check(self.pad >= 0, "LabelledCaptionsConfig.pad", self.pad, "an int >= 0")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             check(value is None or value > 0, f"LabelledCaptionsConfig.{name}", value, "a positive int or null")
@@ -165,6 +167,6 @@ def labelled_data(config: LabelledCaptionsConfig, encode: CaptionEncoder, *, bat
     same_class = test.labels[:n, None] == test.labels[None, :n]  # (n, n): any caption of the class is right
     return ClipData(
         train_source=CaptionedImages(train, config.templates, encode, batch_size=batch_size, seed=seed,
-                                     augment=config.augment),
+                                     augment=Augment(pad=config.pad, flip=config.flip)),
         val_batches=val, probes=[probe], retrieval=RetrievalSet(pixels[:n], captions[:n], same_class),
     )
