@@ -170,17 +170,18 @@ class CLIP(nn.Module):
         self.text_projection = projection(config.text.d_model, config.embed_dim)
         self.logit_scale = LogitScale(config.logit_scale_init, config.max_logit_scale)
 
-    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Projected, not yet normalised: (B, E)."""
-        return self.image_projection(self.image_tower(pixel_values).pooled)
+    def image_features(self, pixel_values: torch.Tensor, **image_kw) -> torch.Tensor:
+        """Projected, not yet normalised: (B, E). `image_kw` go to the image tower (a ViT reads other image
+        sizes with interpolate_pos_encoding=True)."""
+        return self.image_projection(self.image_tower(pixel_values, **image_kw).pooled)
 
     def text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Projected, not yet normalised: (B, E)."""
         return self.text_projection(self.read_text(input_ids, attention_mask))
 
-    def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixel_values: torch.Tensor, **image_kw) -> torch.Tensor:
         """pixel_values (B, C, H, W) -> unit-norm embeddings (B, E), fp32."""
-        return F.normalize(self.image_features(pixel_values).float(), dim=-1)
+        return F.normalize(self.image_features(pixel_values, **image_kw).float(), dim=-1)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids (B, T), attention_mask (B, T) 1 = real token -> unit-norm embeddings (B, E), fp32."""
@@ -193,9 +194,10 @@ class CLIP(nn.Module):
             return self.logit_scale(image_embeds.float() @ text_embeds.float().T)
 
     def forward(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        **image_kw,
     ) -> CLIPOutput:
-        image_embeds = self.encode_image(pixel_values)  # (B_i, E)
+        image_embeds = self.encode_image(pixel_values, **image_kw)  # (B_i, E)
         text_embeds = self.encode_text(input_ids, attention_mask)  # (B_t, E)
         logits_per_image = self.similarity(image_embeds, text_embeds)  # (B_i, B_t)
         return CLIPOutput(logits_per_image=logits_per_image, logits_per_text=logits_per_image.T,
