@@ -10,7 +10,9 @@ InfoNCE; CLIP's pseudo-code, figure 3):
 **False negatives.** Two rows of one batch may be equally right for each other: two captions of the
 same image, or two images with the same attributes described by the same words. Plain InfoNCE
 pushes them apart as negatives, teaching the model to separate what it cannot and should not. Pairs
-that share an id in any of the batch's `match_keys` (`image_ids`, `group_ids`) are *matches*.
+that share an id in any of the batch's `match_keys` (`image_ids`, `group_ids`) are *matches*, and so
+is every (image i, text j) a batch's own `matches` (B, B) marks (Shapes: caption j is true of image
+i, which can hold one way only: "a red circle" is true of an image with a red circle and more).
 A match other than the row's own pair is removed from that row's softmax denominator ("false
 negative elimination", Huynh et al. 2022, "Boosting Contrastive Self-Supervised Learning with False
 Negative Cancellation"):
@@ -39,16 +41,18 @@ from torch.nn import functional as F
 from formers.config import Config
 from formers.errors import DataError
 
-MATCH_KEYS = ("image_ids", "group_ids")  # batch keys whose equal values make two pairs interchangeable
+# batch keys marking interchangeable pairs: (B,) ids (equal ids match) or a (B, B) bool matrix [image i, text j]
+MATCH_KEYS = ("image_ids", "group_ids", "matches")
 
 
 def matches_from_ids(*ids: torch.Tensor | None) -> torch.Tensor | None:
-    """(B,) id vectors -> (B, B) bool, True where rows i and j share an id in any of them; None if none given."""
+    """(B,) id vectors or (B, B) bool matrices -> (B, B) bool, True where rows i and j share an id in any of
+    the vectors or a matrix marks (i, j); None if none is given."""
     out = None
     for row in ids:
         if row is None:
             continue
-        same = row[:, None] == row[None, :]  # (B, B)
+        same = row.bool() if row.dim() == 2 else row[:, None] == row[None, :]  # (B, B)
         out = same if out is None else out | same
     return out
 

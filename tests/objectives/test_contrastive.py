@@ -94,3 +94,13 @@ def test_temperature_starts_at_0_07_and_is_clamped_at_100():
     assert scale.log_scale.grad.item() == 0.0  # past the clip, the loss no longer moves the scale
     with pytest.raises(ValueError, match="must lie in"):
         LogitScale(init=200.0)
+
+
+def test_a_one_way_matches_matrix_masks_each_direction_by_its_own_side():
+    # caption 1 ("a red circle") is also true of image 0 (a red circle and a blue square), not the reverse
+    matches = torch.tensor([[True, True], [False, True]])
+    s = torch.tensor([[2.0, 1.0], [0.5, 3.0]])
+    out = info_nce(s, matches_from_ids(matches, torch.tensor([0, 1])))
+    rows = [2.0 - 2.0, lse(0.5, 3.0) - 3.0]  # image 0 loses text 1 from its denominator
+    cols = [lse(2.0, 0.5) - 2.0, 0.0]  # text 1 loses image 0 from its denominator
+    assert out["loss"].item() == pytest.approx((sum(rows) / 2 + sum(cols) / 2) / 2, rel=1e-6)
