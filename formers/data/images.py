@@ -63,12 +63,15 @@ class ImageSet:
 
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 (B, C, H, W) -> float32 (B, C, H, W) with the training split's mean 0 and std 1."""
-        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
-        std = torch.tensor(self.std).view(1, -1, 1, 1)
-        return (images.float() / 255.0 - mean) / std
+        return normalize_pixels(images, self.mean, self.std)
 
     def subset(self, index: Tensor | slice) -> ImageSet:
         return dataclasses.replace(self, images=self.images[index], labels=self.labels[index])
+
+
+def normalize_pixels(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
+    """uint8 (B, C, H, W) -> float32 (B, C, H, W): pixels in [0, 1] units, less `mean`, over `std` (per channel)."""
+    return (images.float() / 255.0 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -1,6 +1,6 @@
-"""Tokenizers: characters and byte-level BPE, trained and stored with Hugging Face `tokenizers`.
+"""Tokenizers: characters, byte-level BPE and whole words, built and stored with Hugging Face `tokenizers`.
 
-Both kinds are a `tokenizers.Tokenizer` underneath (kept as `.backend` for interop), so a
+Every kind is a `tokenizers.Tokenizer` underneath (kept as `.backend` for interop), so a
 trained tokenizer is one `tokenizer.json` file that any Hugging Face tool can read.
 
 - `char`: every Unicode character of the training text is one token. Ids 0, 1, 2 are
@@ -8,6 +8,12 @@ trained tokenizer is one `tokenizer.json` file that any Hugging Face tool can re
 - `bpe`: byte-level BPE as in GPT-2 (Radford et al. 2019): text is mapped to its UTF-8
   bytes first, so every string encodes and decodes back exactly, seen in training or not.
   Ids 0, 1 are `<pad>`, `<eos>`; there is no `<unk>` because no byte is ever unknown.
+- `word`: a fixed vocabulary of whole words (a WordLevel model), for small closed languages such as
+  the Shapes captions. Text is lower-cased and split at whitespace and punctuation ("disc," -> "disc",
+  ","); a word outside the vocabulary encodes to `[UNK]`. Ids 0-6 are the BERT-style specials
+  `[PAD] [UNK] [CLS] [SEP] [MASK] [BOS] [EOS]`, then the words in sorted order. Decoding joins words
+  with spaces and re-attaches `. , ? !` (BERT's cleanup, which also writes " do not" as " don't"), so
+  lower-case text with single spaces round-trips exactly.
 
 Special tokens written inside the text ("<eos>" typed by a user) are encoded as ordinary
 characters, never as the special id: text always round-trips and a prompt cannot forge
@@ -23,7 +29,7 @@ from pathlib import Path
 from typing import Literal
 
 import tokenizers
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor
 
 from formers.config import Config, check
@@ -33,12 +39,13 @@ TOKENIZER_FILE = "tokenizer.json"
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
 CHAR_SPECIALS = [PAD, EOS, UNK]
 BPE_SPECIALS = [PAD, EOS]
+WORD_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
 N_BYTES = 256
 
 
 @dataclasses.dataclass(kw_only=True)
 class TokenizerConfig(Config):
-    kind: Literal["char", "bpe"] = "char"
+    kind: Literal["char", "bpe", "word"] = "char"
     # Largest vocabulary BPE may reach (256 byte tokens + specials + merges); ignored by char.
     vocab_size: int = 4096
     # Train on at most this many leading characters: BPE training time grows with the text.
@@ -66,17 +73,40 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.backend.get_vocab_size(with_added_tokens=True)
 
+    def _special(self, *spellings: str) -> int | None:
+        """The id of the first spelling the vocabulary holds (`<pad>` here, `[PAD]` in BERT-style ones)."""
+        for token in spellings:
+            if (i := self.backend.token_to_id(token)) is not None:
+                return i
+        return None
+
     @property
     def pad_id(self) -> int | None:
-        return self.backend.token_to_id(PAD)
+        return self._special(PAD, "[PAD]")
 
     @property
     def eos_id(self) -> int | None:
-        return self.backend.token_to_id(EOS)
+        return self._special(EOS, "[EOS]")
 
     @property
     def unk_id(self) -> int | None:
-        return self.backend.token_to_id(UNK)
+        return self._special(UNK, "[UNK]")
+
+    @property
+    def bos_id(self) -> int | None:
+        return self._special("<bos>", "[BOS]")
+
+    @property
+    def cls_id(self) -> int | None:
+        return self._special("<cls>", "[CLS]")
+
+    @property
+    def sep_id(self) -> int | None:
+        return self._special("<sep>", "[SEP]")
+
+    @property
+    def mask_id(self) -> int | None:
+        return self._special("<mask>", "[MASK]")
 
     def token_to_id(self, token: str) -> int | None:
         return self.backend.token_to_id(token)
@@ -141,7 +171,31 @@ def train_tokenizer(config: TokenizerConfig, texts: Iterable[str] | str) -> Toke
         raise DataError("cannot train a tokenizer on empty text: check the corpus path and max_chars")
     if config.kind == "char":
         return _train_char(texts)
+    if config.kind == "word":
+        return word_tokenizer(sorted({w for text in texts for w, _ in _WORD_SPLIT.pre_tokenize_str(text.lower())}))
     return _train_bpe(texts, config.vocab_size)
+
+
+# Whitespace, then punctuation as words of their own: "disc, upper left?" -> disc , upper left ?
+_WORD_SPLIT = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+
+
+def word_tokenizer(words: Sequence[str]) -> Tokenizer:
+    """A word-level tokenizer over `words` (WORD_SPECIALS first, then the words sorted, so the ids do not
+    depend on the order given). Words must be lower case and hold no whitespace; punctuation marks are
+    words of their own."""
+    bad = [w for w in words if not w or w != w.lower() or any(c.isspace() for c in w) or w in WORD_SPECIALS]
+    if bad:
+        raise DataError(f"words {bad[:5]} cannot be vocabulary entries: give non-empty lower-case words "
+                        f"without whitespace, other than the specials {WORD_SPECIALS}")
+    vocab = {token: i for i, token in enumerate(WORD_SPECIALS + sorted(set(words)))}
+    backend = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = _WORD_SPLIT
+    # WordPiece's decoder with no "##" pieces joins words by spaces; `cleanup` re-attaches " ." " ," " ?" " !"
+    backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
+    backend.add_special_tokens(WORD_SPECIALS)  # marks them special so decode can skip them
+    return Tokenizer(backend)
 
 
 def _take_chars(texts: Iterable[str], max_chars: int | None) -> list[str]:
