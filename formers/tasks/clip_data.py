@@ -1,30 +1,38 @@
 """Data for the clip task: captioned image batches, zero-shot probes and a retrieval set.
 
-Every data source the task knows gives the same four things (`ClipData`): a resumable source of
-training pairs, fixed validation pairs, zero-shot probes (images with labels, and the class names
-and prompt templates that describe them) and a retrieval set (images, one caption each, and which
-captions are right for which image). Batches carry `group_ids`: pairs that share one are
-interchangeable (the same class, or the same objects), and the contrastive loss does not count them
-as negatives of each other.
+Every source the task knows gives the same things (`ClipData`): a resumable source of training pairs,
+fixed validation pairs, zero-shot probes (images with labels, and the class names and prompt
+templates that describe them) and a retrieval set (images, one caption each, and which captions are
+right for which image). Batches mark interchangeable pairs (`group_ids`, and for Shapes `matches`:
+caption j is true of image i), which the contrastive loss does not count as negatives.
 
-Labelled image sets (Fashion-MNIST, Digits) become captioned ones by putting the class name into a
-template drawn per image ("a photo of a {}."), as CLIP's zero-shot prompts do the other way round.
+  shapes    Shapes captions (formers.data.shapes). Probes: single-object images of the held-out colour x
+            shape pairs (never shown in training), classified by colour and by shape; the same for seen
+            pairs. Retrieval: held-out images against their captions, right when the caption is true.
+  labelled  a labelled image set (Fashion-MNIST, Digits) captioned by putting the class name into a
+            template drawn per image ("a photo of a {}."), CLIP's zero-shot prompts turned around.
+            Probe: the test split's classes, with prompts never used as captions.
+
+Texts are encoded as `wrap[0] text wrap[1]` ([BOS] ... [EOS] for a causal tower that pools at the end,
+[CLS] ... [SEP] for a BERT such as MiniLM) by `encode_texts`, right-padded.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import torch
 
-from formers.adapt.data import padded
 from formers.config import Config, check
 from formers.data.batches import step_seed
 from formers.data.images import Augment, ImageBatches, ImageSet, load_image_dataset
-from formers.data.tokenizers import Tokenizer
-from formers.errors import DataError
+from formers.data.shapes import Shapes, ShapesConfig
+from formers.data.shapes_batches import CaptionBatches, encode_texts
+
+Encode = Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor]]  # texts -> (input_ids, attention_mask)
 
 CAPTION_TEMPLATES = [
     "a photo of a {}.", "a picture of a {}.", "a black and white photo of a {}.", "a small photo of a {}.",
@@ -33,35 +41,6 @@ CAPTION_TEMPLATES = [
 # Zero-shot prompts never used as training captions (the first two are CLIP's own, from its ImageNet set)
 PROMPT_TEMPLATES = ["a blurry photo of a {}.", "a close-up photo of the {}.", "this is a {}.",
                     "a cropped photo of a {}."]
-
-
-class CaptionEncoder:
-    """Texts -> right-padded (input_ids, attention_mask), with the specials the text tower expects.
-
-    A Hugging Face tokenizer adds its own ([CLS] ... [SEP] for MiniLM) through its post-processor,
-    which `Tokenizer.encode` skips today (issue 12 changes that; this then becomes `encode`). Our own
-    tokenizers have none, so the end-of-text token a causal tower pools at is appended. Decided once,
-    from the tokenizer, when the encoder is built."""
-
-    def __init__(self, tokenizer: Tokenizer, max_len: int | None = None) -> None:
-        self.tokenizer, self.max_len = tokenizer, max_len
-        own_specials = tokenizer.backend.post_processor is not None
-        if not own_specials and tokenizer.eos_id is None:
-            raise DataError("captions need an end-of-text token for the text tower to pool at; this tokenizer has "
-                            "neither a post-processor nor an EOS token")
-        self.suffix = [] if own_specials else [tokenizer.eos_id]
-
-    def ids(self, texts: Sequence[str]) -> list[list[int]]:
-        rows = [e.ids + self.suffix for e in self.tokenizer.backend.encode_batch(list(texts), add_special_tokens=True)]
-        longest = max(map(len, rows), default=0)
-        if self.max_len is not None and longest > self.max_len:
-            raise DataError(f"a caption of {longest} tokens exceeds the text tower's max_seq_len={self.max_len}; "
-                            "shorten the templates or raise the text tower's max_seq_len")
-        return rows
-
-    def __call__(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        batch = padded(self.ids(texts), self.tokenizer.pad_id or 0)
-        return batch["input_ids"], batch["attention_mask"]  # (B, T) each
 
 
 @dataclasses.dataclass
@@ -78,22 +57,76 @@ class ZeroShotProbe:
 @dataclasses.dataclass
 class RetrievalSet:
     pixel_values: torch.Tensor  # (N, C, H, W)
-    captions: list[str]  # N: caption i was written for image i
+    input_ids: torch.Tensor  # (N, T): caption i was written for image i
+    attention_mask: torch.Tensor  # (N, T)
     positives: torch.Tensor  # (N, N) bool: caption j is right for image i
+    captions: list[str]
 
 
 @dataclasses.dataclass
 class ClipData:
-    train_source: Any  # next_batch() -> {pixel_values, input_ids, attention_mask, group_ids[, image_ids]}
+    encode: Encode
+    train_source: Any  # next_batch() -> {pixel_values, input_ids, attention_mask, group_ids, ...}
     val_batches: list[dict]
     probes: list[ZeroShotProbe]
     retrieval: RetrievalSet
 
 
-def caption_batch(pixel_values: torch.Tensor, captions: list[str], group_ids: torch.Tensor,
-                  encode: CaptionEncoder) -> dict[str, torch.Tensor]:
-    ids, mask = encode(captions)
-    return {"pixel_values": pixel_values, "input_ids": ids, "attention_mask": mask, "group_ids": group_ids}
+def text_encoder(tokenizer, wrap: Sequence[str]) -> Encode:
+    return functools.partial(encode_texts, tokenizer, wrap=(wrap[0], wrap[1]))
+
+
+# ---- Shapes ---------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(kw_only=True)
+class ShapesCaptionsConfig(Config):
+    shapes: ShapesConfig = dataclasses.field(default_factory=ShapesConfig)
+    n_images: int | None = None  # training images: None = fresh images every step, N = a fixed set of N, cached
+    captions_per_image: int = 1  # k > 1 puts each image in k rows with k captions (matches mark them)
+    probe_images: int = 500  # single-object images per zero-shot probe
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.probe_images >= 10, "ShapesCaptionsConfig.probe_images", self.probe_images, "at least 10")
+
+
+def attribute_probes(data: Shapes, train: Shapes, n: int, suffix: str) -> list[ZeroShotProbe]:
+    """Colour and shape of n single-object images of `data`. A class's prompts name it with every value
+    of the other attribute ("a red circle", "a red square", ...), so the ensemble marginalises it out."""
+    cfg = data.config
+    rendered = data.render(range(n))
+    objects = [objs[0] for objs, _ in rendered.scenes]
+    pixels = train.normalize(rendered.images)  # by the training images' statistics, as in training
+    colours = torch.tensor([cfg.colours.index(o.colour) for o in objects])
+    shapes = torch.tensor([cfg.shapes.index(o.shape) for o in objects])
+    return [
+        ZeroShotProbe(f"colour{suffix}", pixels, colours, list(cfg.colours), [f"a {{}} {s}" for s in cfg.shapes]),
+        ZeroShotProbe(f"shape{suffix}", pixels, shapes, list(cfg.shapes), [f"a {c} {{}}" for c in cfg.colours]),
+    ]
+
+
+def shapes_data(config: ShapesCaptionsConfig, tokenizer, wrap: Sequence[str], *, batch_size: int, seed: int,
+                eval_batches: int, retrieval_pairs: int) -> ClipData:
+    """Training pairs from the train split; validation from the test split (the same distribution);
+    probes and retrieval from the held-out combinations."""
+    cfg = config.shapes
+    train = Shapes(cfg, split="train", seed=seed)
+    common = dict(wrap=(wrap[0], wrap[1]), captions_per_image=config.captions_per_image)
+    source = CaptionBatches(train, tokenizer, batch_size=batch_size, seed=seed, n_images=config.n_images, **common)
+    test = CaptionBatches(Shapes(cfg, split="test", seed=seed), tokenizer, batch_size=batch_size, seed=seed, **common)
+    held_out = CaptionBatches(Shapes(cfg, split="heldout", seed=seed), tokenizer, batch_size=batch_size, seed=seed,
+                              wrap=(wrap[0], wrap[1]))
+    pairs = held_out.fixed_batches(retrieval_pairs, batch_size=retrieval_pairs)[0]  # one batch: matches (N, N)
+    single = cfg.replace(min_objects=1, max_objects=1)
+    probes = [*attribute_probes(Shapes(single, split="heldout", seed=seed), train, config.probe_images, ""),
+              *attribute_probes(Shapes(single, split="test", seed=seed), train, config.probe_images, "_seen")]
+    captions = [tokenizer.decode(row[m.bool()].tolist()) for row, m in zip(pairs["input_ids"],
+                                                                           pairs["attention_mask"], strict=True)]
+    return ClipData(
+        encode=text_encoder(tokenizer, wrap), train_source=source,
+        val_batches=test.fixed_batches(eval_batches * batch_size), probes=probes,
+        retrieval=RetrievalSet(pairs["pixel_values"], pairs["input_ids"], pairs["attention_mask"], pairs["matches"],
+                               captions),
+    )
 
 
 # ---- labelled image sets ------------------------------------------------------------------------------------------
@@ -118,6 +151,10 @@ class LabelledCaptionsConfig(Config):
             value = getattr(self, name)
             check(value is None or value > 0, f"LabelledCaptionsConfig.{name}", value, "a positive int or null")
 
+    def texts(self, classes: Sequence[str]) -> list[str]:
+        """Every caption and prompt this config can write (what a word tokenizer must know)."""
+        return [t.format(c) for t in [*self.templates, *self.prompts] for c in classes]
+
 
 def _fill(templates: Sequence[str], classes: Sequence[str], labels: torch.Tensor, g: torch.Generator) -> list[str]:
     choice = torch.randint(len(templates), (len(labels),), generator=g).tolist()
@@ -130,7 +167,7 @@ class CaptionedImages:
     Images come from `ImageBatches` (resumable by its step counter); the templates of step n are drawn
     from a generator seeded by (seed, n), so the resume state is still that one counter."""
 
-    def __init__(self, data: ImageSet, templates: Sequence[str], encode: CaptionEncoder, *, batch_size: int,
+    def __init__(self, data: ImageSet, templates: Sequence[str], encode: Encode, *, batch_size: int,
                  seed: int, augment: Augment | None = None) -> None:
         self.images = ImageBatches(data, batch_size=batch_size, seed=seed, augment=augment)
         self.classes, self.templates, self.encode, self.seed = data.classes, list(templates), encode, seed
@@ -148,9 +185,16 @@ class CaptionedImages:
         self.images.load_state_dict(state)
 
 
-def labelled_data(config: LabelledCaptionsConfig, encode: CaptionEncoder, *, batch_size: int, seed: int,
+def caption_batch(pixel_values: torch.Tensor, captions: list[str], group_ids: torch.Tensor,
+                  encode: Encode) -> dict[str, torch.Tensor]:
+    ids, mask = encode(captions)
+    return {"pixel_values": pixel_values, "input_ids": ids, "attention_mask": mask, "group_ids": group_ids}
+
+
+def labelled_data(config: LabelledCaptionsConfig, tokenizer, wrap: Sequence[str], *, batch_size: int, seed: int,
                   eval_batches: int, retrieval_pairs: int) -> ClipData:
     """Training captions from the train split; validation, probes and retrieval from the test split."""
+    encode = text_encoder(tokenizer, wrap)
     train = load_image_dataset(config.dataset, "train")
     test = load_image_dataset(config.dataset, "test")
     if config.train_limit is not None:
@@ -162,11 +206,13 @@ def labelled_data(config: LabelledCaptionsConfig, encode: CaptionEncoder, *, bat
     n_val = min(len(test), eval_batches * batch_size)
     val = [caption_batch(pixels[s:s + batch_size], captions[s:s + batch_size], test.labels[s:s + batch_size], encode)
            for s in range(0, n_val, batch_size)]
-    probe = ZeroShotProbe("class", pixels, test.labels, list(test.classes), list(config.prompts))
     n = min(retrieval_pairs, len(test))
+    ids, mask = encode(captions[:n])
     same_class = test.labels[:n, None] == test.labels[None, :n]  # (n, n): any caption of the class is right
     return ClipData(
+        encode=encode, val_batches=val,
         train_source=CaptionedImages(train, config.templates, encode, batch_size=batch_size, seed=seed,
                                      augment=Augment(pad=config.pad, flip=config.flip)),
-        val_batches=val, probes=[probe], retrieval=RetrievalSet(pixels[:n], captions[:n], same_class),
+        probes=[ZeroShotProbe("class", pixels, test.labels, list(test.classes), list(config.prompts))],
+        retrieval=RetrievalSet(pixels[:n], ids, mask, same_class, captions[:n]),
     )
