@@ -45,3 +45,21 @@ def test_lit_with_the_locked_minilm_learns_fashion_mnist_zero_shot(tmp_path, cap
     evaluated = capsys.readouterr().out
     assert figure(evaluated, "test/zero_shot_class") == pytest.approx(accuracy, abs=1e-4)
     assert figure(evaluated, "val/loss") == pytest.approx(evals[-1]["val/loss"], abs=1e-4)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_clip_on_shapes_learns_colour_zero_shot_on_held_out_pairs(tmp_path, capsys):
+    printed, evals = train(
+        "clip-shapes", tmp_path, capsys, "--trainer.max_steps=150", "--trainer.batch_size=64",
+        "--trainer.eval_batches=2", "--trainer.optimizer.lr=3.0e-3", "--trainer.schedule.warmup_steps=10",
+        "--objective.shapes.shapes.image_size=24", "--objective.shapes.probe_images=200",
+        "--objective.retrieval_pairs=200",
+        "--model.image={family: cnn, n_channels: 3, widths: [8, 16, 32], depths: [1, 1, 1], groups: 4}",
+        "--model.text.d_model=32", "--model.text.n_layers=2", "--model.text.d_ff=64", "--model.embed_dim=32",
+    )
+    assert evals[-1]["val/loss"] < evals[0]["val/loss"] - 0.5, printed
+    # colour is what a contrastive model learns first; 8 colours, chance ~0.14 on these 200 images
+    colour, chance = figure(printed, "test/zero_shot_colour"), figure(printed, "test/zero_shot_colour_chance")
+    assert colour > chance + 0.25, printed
+    assert figure(printed, "test/t2i/R@10") > figure(printed, "test/t2i/chance_R@10") + 0.05, printed
+    assert "zero-shot shape:" in printed and "retrieval text->image on 200 held-out pairs" in printed
