@@ -86,3 +86,34 @@ def batch() -> dict[str, torch.Tensor]:
         "decoder_input_ids": torch.randint(3, V, (3, 7), generator=g),
         "decoder_attention_mask": decoder_mask,
     }
+
+
+# Both sides compute the same fp32 math with sums in another order (SDPA kernels, fused qkv): that differs
+# by ~1e-6 of the outputs' scale. 1e-4 of the scale leaves that 100x room, while one wrong weight, a swapped
+# q/k or a misplaced norm moves outputs by O(1) (the references' weights are N(0, 0.3), outputs ~1).
+RELATIVE = 1e-4
+
+
+def assert_close(got: dict, expected: dict, what: str, least: float = 0.5) -> None:
+    """Every output within RELATIVE of its scale; `least`: the scale below which a wrong weight could hide."""
+    assert got.keys() == expected.keys(), what
+    for key, value in expected.items():
+        scale = value.abs().max()
+        assert scale > least, f"{what} {key}: outputs too small for a wrong weight to show"
+        assert (got[key] - value).abs().max() <= RELATIVE * scale, f"{what} {key}"
+
+
+def round_trip(name: str, folder, **build_kwargs) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(reference, ours loaded from its save_pretrained folder, the reference's class reloaded from our
+    save_hf export), refusing any missing, unexpected or mismatched key on the way back."""
+    import formers
+    from formers.interop import save_hf
+
+    with torch.no_grad():
+        ref = reference(name)
+        ref.save_pretrained(folder / "hf")
+        ours = formers.load(folder / "hf")
+        save_hf(ours, folder / "ours")
+        back, info = type(ref).from_pretrained(folder / "ours", output_loading_info=True, **build_kwargs)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    return ref, ours, back.eval()
