@@ -13,8 +13,10 @@ caption j is true of image i), which the contrastive loss does not count as nega
             template drawn per image ("a photo of a {}."), CLIP's zero-shot prompts turned around.
             Probe: the test split's classes, with prompts never used as captions.
 
-Texts are encoded as `wrap[0] text wrap[1]` ([BOS] ... [EOS] for a causal tower that pools at the end,
-[CLS] ... [SEP] for a BERT such as MiniLM) by `encode_texts`, right-padded.
+Texts are encoded as `wrap[0] text wrap[1]` ([BOS] ... [EOS] for a causal tower that pools at the
+end, [CLS] ... [SEP] for a BERT such as MiniLM) by `encode_texts`, right-padded. Under torchrun each
+rank takes its slice of every global batch; the contrastive loss then compares a rank's own pairs
+(features are not gathered across ranks, as CLIP does at scale).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from formers.data.batches import step_seed
 from formers.data.images import Augment, ImageBatches, ImageSet, load_image_dataset
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.data.shapes_batches import CaptionBatches, encode_texts
+from formers.training import distributed
 
 Encode = Callable[[Sequence[str]], tuple[torch.Tensor, torch.Tensor]]  # texts -> (input_ids, attention_mask)
 
@@ -111,7 +114,8 @@ def shapes_data(config: ShapesCaptionsConfig, tokenizer, wrap: Sequence[str], *,
     cfg = config.shapes
     train = Shapes(cfg, split="train", seed=seed)
     common = dict(wrap=(wrap[0], wrap[1]), captions_per_image=config.captions_per_image)
-    source = CaptionBatches(train, tokenizer, batch_size=batch_size, seed=seed, n_images=config.n_images, **common)
+    source = CaptionBatches(train, tokenizer, batch_size=batch_size, seed=seed, n_images=config.n_images,
+                            rank=distributed.rank(), world_size=distributed.world_size(), **common)
     test = CaptionBatches(Shapes(cfg, split="test", seed=seed), tokenizer, batch_size=batch_size, seed=seed, **common)
     held_out = CaptionBatches(Shapes(cfg, split="heldout", seed=seed), tokenizer, batch_size=batch_size, seed=seed,
                               wrap=(wrap[0], wrap[1]))
@@ -168,8 +172,9 @@ class CaptionedImages:
     from a generator seeded by (seed, n), so the resume state is still that one counter."""
 
     def __init__(self, data: ImageSet, templates: Sequence[str], encode: Encode, *, batch_size: int,
-                 seed: int, augment: Augment | None = None) -> None:
-        self.images = ImageBatches(data, batch_size=batch_size, seed=seed, augment=augment)
+                 seed: int, augment: Augment | None = None, rank: int = 0, world_size: int = 1) -> None:
+        self.images = ImageBatches(data, batch_size=batch_size, seed=seed, augment=augment, rank=rank,
+                                   world_size=world_size)
         self.classes, self.templates, self.encode, self.seed = data.classes, list(templates), encode, seed
 
     def next_batch(self) -> dict[str, torch.Tensor]:
@@ -212,7 +217,8 @@ def labelled_data(config: LabelledCaptionsConfig, tokenizer, wrap: Sequence[str]
     return ClipData(
         encode=encode, val_batches=val,
         train_source=CaptionedImages(train, config.templates, encode, batch_size=batch_size, seed=seed,
-                                     augment=Augment(pad=config.pad, flip=config.flip)),
+                                     augment=Augment(pad=config.pad, flip=config.flip), rank=distributed.rank(),
+                                     world_size=distributed.world_size()),
         probes=[ZeroShotProbe("class", pixels, test.labels, list(test.classes), list(config.prompts))],
         retrieval=RetrievalSet(pixels[:n], ids, mask, same_class, captions[:n]),
     )
