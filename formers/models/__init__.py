@@ -1,6 +1,7 @@
 """Model families. Importing this package registers each one by name."""
 
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
+from formers.models.clip import CLIP, CLIPConfig, CLIPOutput
 from formers.models.cnn import CNN, CNNConfig
 from formers.models.encoder_decoder import (
     BartConfig,
@@ -21,5 +22,5 @@ __all__ = [
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
-    "CNN", "CNNConfig",
+    "CNN", "CNNConfig", "CLIP", "CLIPConfig", "CLIPOutput",
 ]
