@@ -100,6 +100,14 @@ class Quantizer(nn.Module):
         """(K, D) the current code vectors."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
+        """z_e (B, D, H, W) -> codes (B, H, W), touching nothing (no update, no revival)."""
+        b, d, h, w = z_e.shape
+        with torch.autocast(z_e.device.type, enabled=False):
+            z = z_e.float().permute(0, 2, 3, 1).reshape(-1, d)  # (N, D)
+            return nearest_codes(z, self.embedding.float()).reshape(b, h, w)
+
     def lookup(self, codes: torch.Tensor) -> torch.Tensor:
         """codes (B, H, W) long -> code vectors (B, D, H, W)."""
         return F.embedding(codes, self.embedding).permute(0, 3, 1, 2)
