@@ -80,6 +80,8 @@ class DALLEConfig(BlockConfig):
 
 @register_model("dalle", DALLEConfig)
 class DALLE(nn.Module):
+    generates_images = True  # `formers generate` writes images for it (formers/text_to_image.py)
+
     def __init__(self, config: DALLEConfig) -> None:
         super().__init__()
         self.config = config
