@@ -93,6 +93,13 @@ def load_feature_network(path: str, layers: Sequence[str] = CNN_LAYERS) -> Featu
     return FeatureNetwork(load(path), layers)
 
 
+def feature_pair(features: FeatureNetwork, prediction: torch.Tensor, target: torch.Tensor):
+    """(features of the prediction, with gradients; features of the target, without)."""
+    with torch.no_grad():
+        wanted = features(target)
+    return features(prediction), wanted
+
+
 def _unit_channels(f: torch.Tensor) -> torch.Tensor:
     """Each position's feature vector scaled to unit length (LPIPS, Zhang et al. 2018, eq. 1), so layers
     whose activations differ in scale by orders of magnitude count alike."""
@@ -108,10 +115,12 @@ class Perceptual(nn.Module):
         self.weights = list(weights) if weights is not None else [1.0] * len(features.layers)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            wanted = self.features(target)
-        total = prediction.new_zeros((), dtype=torch.float32)
-        for w, fp, ft in zip(self.weights, self.features(prediction), wanted, strict=True):
+        return self.compare(*feature_pair(self.features, prediction, target))
+
+    def compare(self, predicted: list[torch.Tensor], wanted: list[torch.Tensor]) -> torch.Tensor:
+        """The loss from both images' features (ImageLoss computes them once for this and Style)."""
+        total = predicted[0].new_zeros((), dtype=torch.float32)
+        for w, fp, ft in zip(self.weights, predicted, wanted, strict=True):
             diff = _unit_channels(fp.float()) - _unit_channels(ft.float())  # (B, C_l, H_l, W_l)
             total = total + w * diff.pow(2).sum(dim=1).mean()
         return total
@@ -134,11 +143,12 @@ class Style(nn.Module):
         self.weights = list(weights) if weights is not None else [1.0] * len(features.layers)
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            wanted = [gram_matrix(f) for f in self.features(target)]
-        total = prediction.new_zeros((), dtype=torch.float32)
-        for w, fp, gt in zip(self.weights, self.features(prediction), wanted, strict=True):
-            total = total + w * (gram_matrix(fp) - gt).pow(2).mean()
+        return self.compare(*feature_pair(self.features, prediction, target))
+
+    def compare(self, predicted: list[torch.Tensor], wanted: list[torch.Tensor]) -> torch.Tensor:
+        total = predicted[0].new_zeros((), dtype=torch.float32)
+        for w, fp, ft in zip(self.weights, predicted, wanted, strict=True):
+            total = total + w * (gram_matrix(fp) - gram_matrix(ft)).pow(2).mean()
         return total
 
 
@@ -237,6 +247,7 @@ class ImageLoss(nn.Module):
             features = load_feature_network(config.feature_network, config.feature_layers)
         terms = {"l1": L1, "l2": L2}
         self.pixel = nn.ModuleDict({name: make() for name, make in terms.items() if getattr(config, name) > 0})
+        self.features = features if config.needs_features else None
         self.perceptual = Perceptual(features) if config.perceptual > 0 else None
         self.style = Style(features) if config.style > 0 else None
         self.adversarial = Adversarial(config.adversarial_loss) if config.adversarial > 0 else None
@@ -247,10 +258,12 @@ class ImageLoss(nn.Module):
         out: dict[str, torch.Tensor] = {}
         for name, term in self.pixel.items():
             out[name] = term(prediction, target)
-        if self.perceptual is not None:
-            out["perceptual"] = self.perceptual(prediction, target)
-        if self.style is not None:
-            out["style"] = self.style(prediction, target)
+        if self.features is not None:  # one pass of the feature network serves both terms
+            predicted, wanted = feature_pair(self.features, prediction, target)
+            if self.perceptual is not None:
+                out["perceptual"] = self.perceptual.compare(predicted, wanted)
+            if self.style is not None:
+                out["style"] = self.style.compare(predicted, wanted)
         reconstruction = sum(getattr(cfg, name) * value for name, value in out.items())
         out["reconstruction"] = reconstruction
         if self.adversarial is None:

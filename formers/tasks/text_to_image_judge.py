@@ -94,3 +94,36 @@ def measure_prompts(recipe, model: nn.Module, tokenizer, scorer: ClipScorer) -> 
                      f"{real_ok.float().mean():.3f}")
         samples[name] = (captions, images, order)
     return {"metrics": metrics, "report": "\n".join(lines), "samples": samples}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """Measure a trained text-to-image run with a CLIP judge and write the held-out prompts' samples as a grid."""
+    import argparse
+
+    from formers.tasks.base import Recipe
+    from formers.text_to_image import save_image_grid
+
+    parser = argparse.ArgumentParser(prog="python -m formers.tasks.text_to_image_judge", description=main.__doc__)
+    parser.add_argument("checkpoint", help="a text_to_image run directory or checkpoint")
+    parser.add_argument("--judge", required=True, help="a CLIP checkpoint trained on Shapes")
+    parser.add_argument("--grid", default=None, help="PNG of held-out and seen prompts, samples best-first by CLIP")
+    parser.add_argument("--rows", type=int, default=6, help="prompts per split in the grid")
+    args = parser.parse_args(argv)
+    folder = resolve_checkpoint(args.checkpoint)
+    recipe = Recipe.from_dict(json.loads((folder / "extra.json").read_text())["recipe"])
+    result = measure_prompts(recipe, load(folder), load_tokenizer(folder), load_judge(args.judge))
+    print(result["report"])
+    for key, value in sorted(result["metrics"].items()):
+        print(f"{key}: {value:.4f}")
+    if args.grid:
+        rows, titles = [], []
+        for name, (captions, images, order) in result["samples"].items():
+            for i in range(min(args.rows, len(captions))):
+                rows.append(images[i, order[i]])
+                titles.append(f"{captions[i]} ({name})")
+        print(save_image_grid(torch.stack(rows), args.grid, titles))
+    return result
+
+
+if __name__ == "__main__":
+    main()
