@@ -6,8 +6,8 @@ Each is a module `loss(prediction, target) -> ()` on float images (B, C, H, W) i
                 images, which is why they blur (Mathieu et al. 2016; Isola et al. 2017, section 3.1)
   Perceptual    distances between features of a frozen network at several layers (Johnson et al. 2016;
                 LPIPS' channel-normalised form without its learned weights, Zhang et al. 2018)
-  Style         distances between Gram matrices of those features (Gatys et al. 2016): texture statistics,
-                blind to where things are
+  Style         distances between Gram matrices of those features (Gatys et al. 2016), unit-normalised
+                like the perceptual term's: texture statistics, blind to where things are
   Adversarial   a discriminator's verdict (hinge: Lim & Ye 2017, Miyato et al. 2018; non-saturating:
                 Goodfellow et al. 2014), weighted adaptively against the reconstruction as in VQGAN
                 (Esser et al. 2021, eq. 7)
@@ -135,7 +135,13 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 class Style(nn.Module):
-    """sum_l w_l mean ||G(phi_l(x)) - G(phi_l(y))||^2 over Gram entries."""
+    """sum_l w_l ||G(u(phi_l(x))) - G(u(phi_l(y)))||_F^2, G(u) = U U^T / (H W), u = unit length over channels.
+
+    Gatys et al. compare Gram matrices of the raw features, whose scale differs by orders of magnitude
+    between layers and between networks, so the term's weight must be retuned for each feature network
+    (with formers' CNN raw Gram distances were ~2e-5). Of unit-normalised features, as the perceptual
+    term uses them, every Gram matrix has trace 1 and the squared distance lies in [0, 4] whatever the
+    network: one weight serves them all."""
 
     def __init__(self, features: FeatureNetwork, weights: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -148,7 +154,9 @@ class Style(nn.Module):
     def compare(self, predicted: list[torch.Tensor], wanted: list[torch.Tensor]) -> torch.Tensor:
         total = predicted[0].new_zeros((), dtype=torch.float32)
         for w, fp, ft in zip(self.weights, predicted, wanted, strict=True):
-            total = total + w * (gram_matrix(fp) - gram_matrix(ft)).pow(2).mean()
+            c = fp.shape[1]  # gram_matrix divides by C H W; a trace-1 Gram divides by H W only
+            gp, gt = gram_matrix(_unit_channels(fp.float())) * c, gram_matrix(_unit_channels(ft.float())) * c
+            total = total + w * (gp - gt).pow(2).sum(dim=(1, 2)).mean()
         return total
 
 

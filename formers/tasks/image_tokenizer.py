@@ -26,7 +26,8 @@ from formers.config import Config, check
 from formers.data.images import ImageBatches, ImageSet, eval_image_batches, load_image_dataset
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.errors import ConfigError
-from formers.evaluate.image_quality import best_resample_codec, psnr, ssim
+from formers.evaluate.image_quality import best_resample_codec, psnr, resample_codec, ssim
+from formers.io import load
 from formers.nn.quantize import perplexity
 from formers.objectives.image_losses import ImageLossConfig
 from formers.objectives.reconstruction import ImageReconstruction
@@ -156,3 +157,34 @@ def report(recipe: Recipe, run: Run) -> str:
 register_task("image_tokenizer", Task(
     objective_config=ImageTokenizerConfig, make_objective=make_objective, build=build, report=report,
     eval_data=eval_data, test_metrics=test_metrics))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Write a PNG of test images, their VQ-VAE reconstructions and the same-bit baseline codec's."""
+    import argparse
+    import json
+
+    from formers.io import resolve_checkpoint
+    from formers.text_to_image import save_image_grid
+
+    parser = argparse.ArgumentParser(prog="python -m formers.tasks.image_tokenizer", description=main.__doc__)
+    parser.add_argument("checkpoint", help="an image_tokenizer run directory or checkpoint")
+    parser.add_argument("--figure", required=True, help="the PNG to write")
+    parser.add_argument("--n", type=int, default=10, help="test images shown")
+    args = parser.parse_args(argv)
+    folder = resolve_checkpoint(args.checkpoint)
+    recipe = Recipe.from_dict(json.loads((folder / "extra.json").read_text())["recipe"])
+    model = load(folder)
+    data = image_split(recipe.objective, "test").subset(slice(0, args.n))
+    _, recon = reconstruct(model, data)
+    target = data.images.float() / 255.0
+    b = best_resample_codec(image_split(recipe.objective, "test").images.float() / 255.0, model.config.bits_per_image)
+    baseline = resample_codec(target, b["size"], b["bits_per_value"], b["mode"])
+    rows = torch.stack([target, recon, baseline])  # (3, n, C, H, W)
+    titles = ["original", f"VQ-VAE ({model.config.bits_per_image:.0f} bits)",
+              f"{b['size']}x{b['size']} x {b['bits_per_value']} bits, {b['mode']} ({b['bits']} bits)"]
+    print(save_image_grid(rows, args.figure, titles))
+
+
+if __name__ == "__main__":
+    main()

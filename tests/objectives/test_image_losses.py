@@ -95,6 +95,21 @@ def test_style_ignores_positions_that_perceptual_sees():
     assert Perceptual(net)(flipped, x).item() > 0.01
 
 
+def test_style_compares_trace_one_grams_of_unit_features_so_feature_scale_does_not_matter():
+    x, y = torch.randn(2, 1, 6, 6), torch.randn(2, 1, 6, 6)
+    net = FeatureNetwork(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1)), ["0"])
+    loud = FeatureNetwork(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1)), ["0"])
+    loud.network[0].weight.data = net.network[0].weight.data * 100
+    loud.network[0].bias.data = net.network[0].bias.data * 100
+    value = Style(net)(x, y).item()
+    assert Style(loud)(x, y).item() == pytest.approx(value, rel=1e-4)  # features x100: the same term
+    assert 0 < value <= 4
+    f = net(x)[0]
+    u = f / f.norm(dim=1, keepdim=True)
+    g = gram_matrix(u) * 4  # U U^T / (H W)
+    torch.testing.assert_close(g.diagonal(dim1=1, dim2=2).sum(-1), torch.ones(2))  # trace 1
+
+
 def test_hinge_loss_values():
     real, fake = torch.tensor([2.0, 0.5, -1.0]), torch.tensor([-3.0, 0.0, 0.5])
     # max(0, 1 - r): 0, 0.5, 2 -> mean 0.8333; max(0, 1 + f): 0, 1, 1.5 -> mean 0.8333
