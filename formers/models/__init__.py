@@ -3,6 +3,7 @@
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
 from formers.models.clip import CLIP, CLIPConfig, CLIPOutput
 from formers.models.cnn import CNN, CNNConfig
+from formers.models.dalle import DALLE, DALLEConfig
 from formers.models.encoder_decoder import (
     BartConfig,
     EncoderDecoder,
@@ -15,7 +16,9 @@ from formers.models.gpt import GPT, GPTConfig
 from formers.models.heads import SequenceClassifier, SpanQA, TokenClassifier, mean_pool, with_head
 from formers.models.lstm import LSTM, LSTMConfig, LSTMState
 from formers.models.output import ModelOutput, VisionOutput
+from formers.models.patchgan import PatchGAN, PatchGANConfig
 from formers.models.vit import ViT, ViTConfig
+from formers.models.vqvae import VQVAE, VQVAEConfig, VQVAEOutput
 
 __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
@@ -23,4 +26,6 @@ __all__ = [
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
     "CNN", "CNNConfig", "CLIP", "CLIPConfig", "CLIPOutput",
+    "CNN", "CNNConfig", "PatchGAN", "PatchGANConfig", "VQVAE", "VQVAEConfig", "VQVAEOutput", "DALLE",
+    "DALLEConfig",
 ]
