@@ -14,12 +14,14 @@ from formers.models.gpt import GPT, GPTConfig
 from formers.models.heads import SequenceClassifier, SpanQA, TokenClassifier, mean_pool, with_head
 from formers.models.lstm import LSTM, LSTMConfig, LSTMState
 from formers.models.output import ModelOutput, VisionOutput
+from formers.models.towers import VisualTokens, image_tower_config
 from formers.models.vit import ViT, ViTConfig
+from formers.models.visualbert import VisualBert, VisualBertConfig, VisualBertOutput
 
 __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
-    "CNN", "CNNConfig",
+    "CNN", "CNNConfig", "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config",
 ]
