@@ -14,6 +14,8 @@ from formers.models.gpt import GPT, GPTConfig
 from formers.models.heads import SequenceClassifier, SpanQA, TokenClassifier, mean_pool, with_head
 from formers.models.lstm import LSTM, LSTMConfig, LSTMState
 from formers.models.output import ModelOutput, VisionOutput
+from formers.models.coattention import CoAttention, CoAttentionConfig, CoAttentionOutput
+from formers.models.late_fusion import LateFusion, LateFusionConfig
 from formers.models.towers import VisualTokens, image_tower_config
 from formers.models.vit import ViT, ViTConfig
 from formers.models.visualbert import VisualBert, VisualBertConfig, VisualBertOutput
@@ -23,5 +25,6 @@ __all__ = [
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
-    "CNN", "CNNConfig", "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config",
+    "CNN", "CNNConfig", "CoAttention", "CoAttentionConfig", "CoAttentionOutput", "LateFusion", "LateFusionConfig",
+    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config",
 ]
