@@ -18,6 +18,7 @@ from formers.models.coattention import CoAttention, CoAttentionConfig, CoAttenti
 from formers.models.late_fusion import LateFusion, LateFusionConfig
 from formers.models.towers import VisualTokens, image_tower_config
 from formers.models.vit import ViT, ViTConfig
+from formers.models.vlp import VLP, VLPConfig
 from formers.models.visualbert import VisualBert, VisualBertConfig, VisualBertOutput
 
 __all__ = [
@@ -26,5 +27,5 @@ __all__ = [
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
     "CNN", "CNNConfig", "CoAttention", "CoAttentionConfig", "CoAttentionOutput", "LateFusion", "LateFusionConfig",
-    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config",
+    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config", "VLP", "VLPConfig",
 ]

@@ -39,7 +39,7 @@ class VisualTokens(nn.Module):
     def __init__(self, image: Config | None, visual_dim: int) -> None:
         super().__init__()
         self.tower = build_model(image) if image is not None else None
-        self.visual_dim = visual_dim
+        self.visual_dim = tower_dim(image, visual_dim)  # with a tower, given features must be its tokens' width
 
     def forward(self, pixel_values: torch.Tensor | None, visual_embeds: torch.Tensor | None) -> torch.Tensor:
         if (pixel_values is None) == (visual_embeds is None):

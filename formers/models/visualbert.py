@@ -97,6 +97,11 @@ class VisualBert(Bert):
             self.visual_embedding.position.weight.copy_(self.positions.table.weight)
         self.visual_tokens = VisualTokens(config.image, config.visual_dim)  # built after init: the tower keeps its own
 
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                    token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The text alone through the same stack (B, T, D): the unimodal pass of ITC (formers.models.vlp)."""
+        return super().encode(input_ids, attention_mask, token_type_ids)
+
     def encode(  # type: ignore[override]  (the same call as Bert's, plus the visual inputs)
         self,
         input_ids: torch.Tensor,
