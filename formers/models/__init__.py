@@ -1,6 +1,7 @@
 """Model families. Importing this package registers each one by name."""
 
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
+from formers.models.captioner import Captioner, CaptionerConfig
 from formers.models.cnn import CNN, CNNConfig
 from formers.models.encoder_decoder import (
     BartConfig,
@@ -27,5 +28,5 @@ __all__ = [
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
     "CNN", "CNNConfig", "CoAttention", "CoAttentionConfig", "CoAttentionOutput", "LateFusion", "LateFusionConfig",
-    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config", "VLP", "VLPConfig",
+    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config", "VLP", "VLPConfig", "Captioner", "CaptionerConfig",
 ]

@@ -117,6 +117,7 @@ def _ensure_loaded() -> None:
     import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
     import formers.tasks.pretraining  # noqa: F401  (registers masked_lm, span_corruption, denoising)
     import formers.tasks.seq2seq_tasks  # noqa: F401  (registers sequence_seq2seq)
+    import formers.tasks.captioning  # noqa: F401  (registers captioning)
     import formers.tasks.vlp  # noqa: F401  (registers vlp)
     import formers.tasks.vqa  # noqa: F401  (registers vqa)
 
