@@ -3,6 +3,7 @@
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
 from formers.models.captioner import Captioner, CaptionerConfig
 from formers.models.cnn import CNN, CNNConfig
+from formers.models.coattention import CoAttention, CoAttentionConfig, CoAttentionOutput
 from formers.models.encoder_decoder import (
     BartConfig,
     EncoderDecoder,
@@ -13,14 +14,13 @@ from formers.models.encoder_decoder import (
 )
 from formers.models.gpt import GPT, GPTConfig
 from formers.models.heads import SequenceClassifier, SpanQA, TokenClassifier, mean_pool, with_head
+from formers.models.late_fusion import LateFusion, LateFusionConfig
 from formers.models.lstm import LSTM, LSTMConfig, LSTMState
 from formers.models.output import ModelOutput, VisionOutput
-from formers.models.coattention import CoAttention, CoAttentionConfig, CoAttentionOutput
-from formers.models.late_fusion import LateFusion, LateFusionConfig
 from formers.models.towers import VisualTokens, image_tower_config
+from formers.models.visualbert import VisualBert, VisualBertConfig, VisualBertOutput
 from formers.models.vit import ViT, ViTConfig
 from formers.models.vlp import VLP, VLPConfig
-from formers.models.visualbert import VisualBert, VisualBertConfig, VisualBertOutput
 
 __all__ = [
     "GPT", "BartConfig", "Bert", "BertConfig", "BertOutput", "EncoderDecoder", "EncoderDecoderCache",
@@ -28,5 +28,6 @@ __all__ = [
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
     "CNN", "CNNConfig", "CoAttention", "CoAttentionConfig", "CoAttentionOutput", "LateFusion", "LateFusionConfig",
-    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config", "VLP", "VLPConfig", "Captioner", "CaptionerConfig",
+    "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config",
+    "VLP", "VLPConfig", "Captioner", "CaptionerConfig",
 ]

@@ -17,6 +17,8 @@ import torch
 from formers.config import check
 from formers.data.shapes_batches import QuestionBatches
 from formers.data.shapes_text import ANSWERS, QUESTION_TYPES
+from formers.errors import ConfigError
+from formers.io import load
 from formers.objectives.vqa import VQALoss, predict_answers
 from formers.registry import build_model
 from formers.tasks.base import Recipe, Run, Task, register_task
@@ -27,6 +29,9 @@ from formers.tasks.shapes_tasks import EVAL_SPLITS, ShapesTaskConfig, fit_model,
 class VQAConfig(ShapesTaskConfig):
     label_smoothing: float = 0.0
     prior_images: int = 2048  # training images whose answers make the answer-prior baseline
+    # a checkpoint (run folder or step folder) whose trunk initialises the classifier's: a vlp model's
+    # VisualBERT (pretraining, then fine-tuning) or a bare trunk of the same config
+    pretrained: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -56,9 +61,26 @@ def build(recipe: Recipe) -> Run:
     tokenizer = task_tokenizer()
     torch.manual_seed(recipe.trainer.seed)
     model = build_model(fit_model(recipe.model, tokenizer.vocab_size, len(ANSWERS)))
+    if recipe.objective.pretrained is not None:
+        load_pretrained_trunk(model, recipe.objective.pretrained)
     source = _questions(recipe, "train", tokenizer, recipe.objective.n_train_images)
     return Run(model=model, objective=make_objective(recipe), train_source=source,
                val_batches=eval_data(recipe, tokenizer), tokenizer=tokenizer)
+
+
+def load_pretrained_trunk(model, path: str) -> None:
+    """Copy a checkpoint's trunk (a vlp model's `.trunk`, or the model itself) into the head's trunk; the
+    configs must agree, so every tensor fits (a mismatch is refused, naming the two configs)."""
+    source = load(path)
+    trunk = getattr(source, "trunk", source)
+    if trunk.config != model.trunk.config:
+        theirs, ours = trunk.config.to_dict(), model.trunk.config.to_dict()
+        differ = {k: (theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))
+                  if theirs.get(k) != ours.get(k)}
+        raise ConfigError(f"objective.pretrained={path!r} holds a {trunk.config.family} trunk whose config differs "
+                          f"from model.trunk in (pretrained, recipe) = {differ}; use the pretraining recipe's "
+                          "trunk settings")
+    model.trunk.load_state_dict(trunk.state_dict())
 
 
 def accuracy_by_type(predicted: torch.Tensor, answers: torch.Tensor, kinds: torch.Tensor) -> dict[str, float]:

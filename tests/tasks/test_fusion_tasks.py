@@ -31,7 +31,8 @@ def train(recipe: str, out: Path, capsys, *overrides: str) -> tuple[str, dict]:
     ("vqa-visualbert-shapes", TINY_TRUNK),
     # the other two models run the same task code; their own contract is in tests/models/test_fusion_contract.py
     pytest.param("vqa-coattention-shapes", [*TINY_TRUNK, "--model.trunk.n_cross_layers=1"], marks=pytest.mark.slow),
-    pytest.param("vqa-late-fusion-shapes", [f"--model.image={VIT}", "--model.text.d_model=32", "--model.text.n_layers=1"],
+    pytest.param("vqa-late-fusion-shapes",
+                 [f"--model.image={VIT}", "--model.text.d_model=32", "--model.text.n_layers=1"],
                  marks=pytest.mark.slow),
 ])
 def test_vqa_reports_accuracy_by_question_type(recipe, extra, tmp_path, capsys):
@@ -71,3 +72,21 @@ def test_fit_model_sets_vocabulary_and_answers():
     with pytest.raises(ConfigError, match="no classifier head"):
         fit_model(recipe.model.trunk if not isinstance(recipe.model.trunk, dict) else
                   load_recipe(ROOT / "recipes" / "itm-shapes.yaml").model.trunk, 77, 9)
+
+
+def test_vqa_fine_tunes_a_pretrained_vlp_trunk(tmp_path, capsys):
+    import formers
+
+    train("vlp-shapes", tmp_path / "pre", capsys, *TINY_TRUNK, "--model.trunk.max_seq_len=40")
+    pretrained = formers.load(tmp_path / "pre").trunk
+    tuned_overrides = [*TINY_TRUNK, "--model.trunk.max_seq_len=40", f"--objective.pretrained={tmp_path / 'pre'}",
+                       "--objective.prior_images=8", "--trainer.max_steps=1", "--trainer.optimizer.lr=1.0e-12"]
+    train("vqa-visualbert-shapes", tmp_path / "tuned", capsys, *tuned_overrides)
+    tuned = formers.load(tmp_path / "tuned").trunk
+    # one step at lr 1e-12 (AdamW moves each weight by ~lr): the trunk is still the pretrained one
+    for (name, a), b in zip(pretrained.state_dict().items(), tuned.state_dict().values(), strict=True):
+        assert (a - b).abs().max() < 1e-6, name
+    bad = main(["train", str(ROOT / "recipes" / "vqa-visualbert-shapes.yaml"), "--out", str(tmp_path / "bad"),
+                *QUIET, *TINY_TRUNK, f"--objective.pretrained={tmp_path / 'pre'}"])
+    assert bad == 1  # the command line prints the typed error in one line and exits non-zero
+    assert "differs from model.trunk in (pretrained, recipe) = {'max_seq_len': (40, 32)}" in capsys.readouterr().err
