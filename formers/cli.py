@@ -102,7 +102,10 @@ def cmd_train(args, overrides: dict[str, Any]) -> None:
     for key in sorted(after):
         start = f"{before[key]:.4f} -> " if key in before else ""
         print(f"{key}: {start}{after[key]:.4f}")
-    for line in expectation_lines(recipe.expect, after):
+    test = task.test_metrics(recipe, run) if task.test_metrics is not None else {}
+    for key, value in sorted(test.items()):
+        print(f"{key}: {value:.4f}")
+    for line in expectation_lines(recipe.expect, {**after, **test}):
         print(line)
     print(task.report(recipe, run))
     print(f"checkpoint: {out / f'step-{trainer.step:08d}'}  loss curve: {out / 'loss.png'}")
@@ -156,7 +159,7 @@ def cmd_generate(args) -> None:
 def cmd_eval(args) -> None:
     from formers import load, load_tokenizer
     from formers.io import resolve_checkpoint
-    from formers.tasks import TASKS, Recipe
+    from formers.tasks import TASKS, Recipe, Run
     from formers.training import Trainer
     from formers.training.checkpoint import read_json
 
@@ -167,9 +170,15 @@ def cmd_eval(args) -> None:
     recipe = Recipe.from_dict(read_json(extra)["recipe"])
     model, tokenizer = load(folder), load_tokenizer(folder)
     task = TASKS[recipe.task]
+    val_batches = task.eval_data(recipe, tokenizer)
     trainer = Trainer(model, task.make_objective(recipe), None, config=recipe.trainer, out_dir=folder,
-                      val_batches=task.eval_data(recipe, tokenizer))
-    for key, value in sorted(trainer.evaluate().items()):
+                      val_batches=val_batches)
+    metrics = trainer.evaluate()
+    if task.test_metrics is not None:
+        run = Run(model=trainer.model, objective=trainer.objective, train_source=None, val_batches=val_batches,
+                  tokenizer=tokenizer)
+        metrics.update(task.test_metrics(recipe, run))
+    for key, value in sorted(metrics.items()):
         print(f"{key}: {value:.4f}")
 
 

@@ -2,6 +2,7 @@
 
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
 from formers.models.captioner import Captioner, CaptionerConfig
+from formers.models.clip import CLIP, CLIPConfig, CLIPOutput
 from formers.models.cnn import CNN, CNNConfig
 from formers.models.coattention import CoAttention, CoAttentionConfig, CoAttentionOutput
 from formers.models.encoder_decoder import (
@@ -27,7 +28,8 @@ __all__ = [
     "EncoderDecoderConfig", "GPTConfig", "MLMHead", "ModelOutput", "Pooler", "SequenceClassifier", "SpanQA",
     "T5Config", "TokenClassifier", "TransformerConfig", "mean_pool", "with_head",
     "LSTM", "LSTMConfig", "LSTMState", "ViT", "ViTConfig", "VisionOutput",
-    "CNN", "CNNConfig", "CoAttention", "CoAttentionConfig", "CoAttentionOutput", "LateFusion", "LateFusionConfig",
+    "CNN", "CNNConfig", "CLIP", "CLIPConfig", "CLIPOutput",
+    "CoAttention", "CoAttentionConfig", "CoAttentionOutput", "LateFusion", "LateFusionConfig",
     "VisualBert", "VisualBertConfig", "VisualBertOutput", "VisualTokens", "image_tower_config",
     "VLP", "VLPConfig", "Captioner", "CaptionerConfig",
 ]

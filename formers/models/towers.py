@@ -13,21 +13,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from formers.config import Config, check
+from formers.config import Config
 from formers.errors import ImageInputError
-from formers.registry import build_model, model_config_from_dict
-
-IMAGE_FAMILIES = ("vit", "cnn")  # families whose forward(pixel_values) returns a VisionOutput
+from formers.models.clip import IMAGE_FAMILIES, tower_config
+from formers.registry import build_model
 
 
 def image_tower_config(value: Any, where: str) -> Config | None:
-    """None (no tower), or an image family's config from plain data or a config object."""
-    if value is None:
-        return None
-    config = model_config_from_dict(value, where=where) if isinstance(value, dict) else value
-    check(isinstance(config, Config) and getattr(config, "family", None) in IMAGE_FAMILIES, where,
-          getattr(config, "family", value), f"a model config of family {' or '.join(IMAGE_FAMILIES)}, or null")
-    return config
+    """None (no tower), or an image family's config from plain data or a config object (CLIP's check)."""
+    return None if value is None else tower_config(value, where, IMAGE_FAMILIES)
 
 
 class VisualTokens(nn.Module):

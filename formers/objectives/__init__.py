@@ -11,6 +11,7 @@ from formers.objectives.classification import (
     model_inputs,
     sentence_embeddings,
 )
+from formers.objectives.contrastive import Contrastive, ContrastiveConfig, info_nce, matches_from_ids
 from formers.objectives.denoising import (
     BartNoiseConfig,
     bart_noise,
@@ -35,4 +36,5 @@ __all__ = [
     "word_ids_from_starts",
     "PairContrastive", "SequenceClassification", "SequenceRegression", "SpanExtraction", "TokenClassification",
     "best_spans", "model_inputs", "sentence_embeddings",
+    "Contrastive", "ContrastiveConfig", "info_nce", "matches_from_ids",
 ]

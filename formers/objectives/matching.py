@@ -5,7 +5,8 @@ Batches are Shapes `MatchingBatches`: pixel_values, input_ids / attention_mask (
 negative_input_ids / negative_attention_mask (the same caption with one attribute changed: the dataset's
 hard negative), group_ids (equal iff two images hold the same objects, so each one's caption fits both).
 
-  ITC  symmetric InfoNCE over the (B, B) image-text similarities; pairs of one group are not negatives
+  ITC  symmetric InfoNCE (formers.objectives.contrastive) over the (B, B) image-text similarities; pairs of
+       one group are not negatives
   ITM  a binary head on the fused [CLS] over 4 kinds of pairs (ALBEF sec. 3.2 for the first three):
          positive       image i with its caption
          mined text     image i with caption j, j drawn with probability softmax(sim[i, :]) over the
@@ -32,6 +33,7 @@ from torch.nn import functional as F
 from formers.config import Config, check
 from formers.errors import DataError
 from formers.objectives.causal_lm import token_cross_entropy
+from formers.objectives.contrastive import info_nce
 from formers.objectives.masked_lm import mask_tokens
 
 KINDS = ("positive", "mined_text", "mined_image", "hard_text", "easy_text")  # the ITM pair kinds
@@ -68,18 +70,6 @@ def same_group(batch: dict) -> torch.Tensor:
     return g[:, None] == g[None, :]  # (B, B): caption j fits image i
 
 
-def itc_loss(similarity: torch.Tensor, same: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Symmetric InfoNCE over (B, B) logits (diagonal = pairs), other same-group pairs masked out of both
-    denominators. (The clip branch's `objectives.contrastive.info_nce` is the same loss; one should go.)"""
-    logits = similarity.float().masked_fill(same & ~torch.eye(len(same), dtype=torch.bool, device=same.device),
-                                            float("-inf"))
-    targets = torch.arange(len(logits), device=logits.device)
-    loss = (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-    with torch.no_grad():
-        accuracy = same.gather(1, logits.argmax(1, keepdim=True)).float().mean()
-    return {"loss": loss, "accuracy": accuracy}
-
-
 def sample_negatives(similarity: torch.Tensor, same: torch.Tensor, generator: torch.Generator,
                      uniform: bool = False) -> torch.Tensor:
     """For each row i a column j outside i's group, drawn with probability softmax(similarity[i]) over those
@@ -94,7 +84,7 @@ def sample_negatives(similarity: torch.Tensor, same: torch.Tensor, generator: to
 
 
 class VisionLanguagePretraining:
-    """batch -> {"loss": weighted sum, "itc_loss", "itm_loss", "mlm_loss", "mim_loss", accuracies by kind}."""
+    """batch -> {"loss": weighted sum, "itm_loss", "mlm_loss", "mim_loss", accuracies by kind}."""
 
     def __init__(self, config: VLPObjectiveConfig, *, mask_id: int, vocab_size: int,
                  special_ids: list[int]) -> None:
@@ -108,8 +98,8 @@ class VisionLanguagePretraining:
         out: dict[str, torch.Tensor] = {}
         total = torch.zeros((), device=tokens.device)
         sim = model.similarity(model.image_embeds(image), model.text_embeds(ids, mask))  # (B, B)
-        itc = itc_loss(sim, same)
-        out.update(itc_loss=itc["loss"], itc_accuracy=itc["accuracy"])
+        itc = info_nce(sim, same)  # CLIP's loss; same-group pairs are not negatives
+        out.update(itc_loss=itc["loss"], itc_accuracy=itc["i2t_accuracy"])
         total = total + c.itc_weight * itc["loss"]
         if c.itm_weight > 0 or not model.training:
             itm = self.matching(model, batch, tokens, sim, same, g)

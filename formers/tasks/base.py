@@ -89,6 +89,9 @@ class Task:
     # A task with its own loop (PPO: rollouts, then updates) instead of the Trainer's:
     # (recipe, out_dir, resume) -> {"history": [...], "test": {metric: value}}; `formers train` runs it.
     own_loop: Callable[[Recipe, Any, bool], dict] | None = None
+    # Figures measured after training beyond the validation loss (zero-shot accuracy, retrieval recall):
+    # (recipe, run) -> {"test/...": value}; `formers train` and `formers eval` print them, `expect:` may name them.
+    test_metrics: Callable[[Recipe, Run], dict[str, float]] | None = None
 
 
 TASKS: dict[str, Task] = {}
@@ -115,6 +118,7 @@ def register_task(name: str, task: Task) -> None:
 def _ensure_loaded() -> None:
     import formers.tasks.alignment  # noqa: F401  (registers align_sft, align_reward, align_dpo, align_ppo)
     import formers.tasks.captioning  # noqa: F401  (registers captioning)
+    import formers.tasks.clip  # noqa: F401  (registers clip)
     import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
     import formers.tasks.pretraining  # noqa: F401  (registers masked_lm, span_corruption, denoising)
     import formers.tasks.seq2seq_tasks  # noqa: F401  (registers sequence_seq2seq)

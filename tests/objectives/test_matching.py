@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.data.shapes_batches import MatchingBatches
@@ -12,7 +11,6 @@ from formers.models import VLPConfig
 from formers.objectives.matching import (
     VisionLanguagePretraining,
     VLPObjectiveConfig,
-    itc_loss,
     rerank_retrieval,
     sample_negatives,
 )
@@ -55,19 +53,6 @@ def test_sampled_negatives_avoid_the_group_and_follow_the_similarity():
 def test_a_row_without_negatives_is_refused():
     with pytest.raises(DataError, match="another group"):
         sample_negatives(torch.zeros(2, 2), torch.ones(2, 2, dtype=torch.bool), torch.Generator())
-
-
-def test_itc_is_clip_loss_without_duplicates_and_ignores_them_otherwise():
-    logits = torch.randn(4, 4, generator=torch.Generator().manual_seed(0))
-    eye = torch.eye(4, dtype=torch.bool)
-    t = torch.arange(4)
-    want = (F.cross_entropy(logits, t) + F.cross_entropy(logits.T, t)) / 2
-    torch.testing.assert_close(itc_loss(logits, eye)["loss"], want)
-    same = eye.clone()
-    same[0, 1] = same[1, 0] = True
-    moved = logits.clone()
-    moved[0, 1] = moved[1, 0] = 50.0  # a duplicate's score no longer counts against the pair
-    torch.testing.assert_close(itc_loss(moved, same)["loss"], itc_loss(logits, same)["loss"])
 
 
 def test_every_term_reports_and_trains(batch):
