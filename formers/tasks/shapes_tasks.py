@@ -57,6 +57,9 @@ def fit_model(config: Config, vocab_size: int, n_outputs: int | None = None) -> 
     outputs = {} if n_outputs is None else {"n_outputs": n_outputs}
     if family == "sequence_classifier":
         return config.replace(trunk=_fit_text(config.trunk, vocab_size), **outputs)
+    if family == "late_fusion" and config.clip is not None:
+        clip = config.clip.replace(text=_fit_text(config.clip.text, vocab_size))
+        return config.replace(clip=clip, **outputs)
     if family == "late_fusion":
         return config.replace(text=_fit_text(config.text, vocab_size), **outputs)
     if hasattr(config, "vocab_size"):

@@ -30,7 +30,8 @@ class VQAConfig(ShapesTaskConfig):
     label_smoothing: float = 0.0
     prior_images: int = 2048  # training images whose answers make the answer-prior baseline
     # a checkpoint (run folder or step folder) whose trunk initialises the classifier's: a vlp model's
-    # VisualBERT (pretraining, then fine-tuning) or a bare trunk of the same config
+    # VisualBERT (pretraining, then fine-tuning), a bare trunk of the same config, or a CLIP (late_fusion
+    # with `clip:`)
     pretrained: str | None = None
 
     def __post_init__(self) -> None:
@@ -69,18 +70,19 @@ def build(recipe: Recipe) -> Run:
 
 
 def load_pretrained_trunk(model, path: str) -> None:
-    """Copy a checkpoint's trunk (a vlp model's `.trunk`, or the model itself) into the head's trunk; the
-    configs must agree, so every tensor fits (a mismatch is refused, naming the two configs)."""
+    """Copy a checkpoint's trunk (a vlp model's `.trunk`, or the model itself: a CLIP for late fusion on CLIP
+    features) into the model's trunk; the configs must agree (a mismatch is refused, naming the fields)."""
     source = load(path)
     trunk = getattr(source, "trunk", source)
-    if trunk.config != model.trunk.config:
-        theirs, ours = trunk.config.to_dict(), model.trunk.config.to_dict()
+    target = model.features.clip if hasattr(model, "features") and hasattr(model.features, "clip") else model.trunk
+    if trunk.config != target.config:
+        theirs, ours = trunk.config.to_dict(), target.config.to_dict()
         differ = {k: (theirs.get(k), ours.get(k)) for k in sorted(set(theirs) | set(ours))
                   if theirs.get(k) != ours.get(k)}
         raise ConfigError(f"objective.pretrained={path!r} holds a {trunk.config.family} trunk whose config differs "
                           f"from model.trunk in (pretrained, recipe) = {differ}; use the pretraining recipe's "
                           "trunk settings")
-    model.trunk.load_state_dict(trunk.state_dict())
+    target.load_state_dict(trunk.state_dict())
 
 
 def accuracy_by_type(predicted: torch.Tensor, answers: torch.Tensor, kinds: torch.Tensor) -> dict[str, float]:

@@ -130,3 +130,39 @@ def test_late_fusion_refuses_a_missing_tower():
         LateFusionConfig(image=None, text=dict(family="bert"))
     with pytest.raises(ConfigError, match="text"):
         LateFusionConfig(image={"family": "vit", **VIT}, text=dict(family="gpt"))
+
+
+def clip_late_fusion(**kw):
+    from formers.models import CLIPConfig
+
+    clip = CLIPConfig(image={"family": "vit", **VIT}, embed_dim=16,
+                      text=dict(family="bert", vocab_size=61, d_model=32, n_heads=4, n_layers=1, max_seq_len=32,
+                                dropout=0.0))
+    return LateFusionConfig(clip=clip, n_outputs=4, hidden=16, dropout=0.0, **kw)
+
+
+def test_late_fusion_on_frozen_clip_features(tmp_path):
+    from formers.tasks.vqa import load_pretrained_trunk
+
+    torch.manual_seed(0)
+    model = build_model(clip_late_fusion())
+    x, pixels = torch.randint(1, 61, (2, 7)), torch.randn(2, 3, 16, 16)
+    out = model(x, pixel_values=pixels)
+    assert out.logits.shape == (2, 4) and out.last_hidden_state.shape == (2, 1, 32)  # 2 x embed_dim features
+    out.logits.sum().backward()
+    assert all(p.grad is None for p in model.features.clip.parameters())  # frozen: a fixed feature extractor
+    assert model.mlp[1].weight.grad is not None
+    # a trained CLIP's weights come in through the vqa task's objective.pretrained
+    torch.manual_seed(1)
+    clip = build_model(model.config.clip)
+    formers.save_model(clip, tmp_path)
+    load_pretrained_trunk(model, str(tmp_path))
+    for (name, a), b in zip(clip.state_dict().items(), model.features.clip.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
+def test_late_fusion_takes_clip_or_towers_not_both():
+    from formers.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="image and text left null"):
+        clip_late_fusion(image={"family": "vit", **VIT})
