@@ -11,8 +11,9 @@ Li et al. 2019, "VisualBERT: A Simple and Performant Baseline for Vision and Lan
 A modality is a new input embedding, not a new stack: the model *is* a Bert (same trunk, heads and
 names) with a `VisualEmbedding` beside the text embedding. Visual tokens all sit at visual position 0
 (Hugging Face's VisualBertEmbeddings without image_text_alignment), so their order carries no meaning
-unless the tower puts it into the features (a ViT's own patch positions do). Task heads (VQA, ITM) read
-`pooled` or the [CLS] state, in formers.models.fusion_heads.
+unless the tower puts it into the features (a ViT's own patch positions do). `encode` is the joint pass,
+so the task heads of formers.models.heads (VQA, ITM) sit on it with the visual inputs as keyword
+arguments; read the [CLS] (pooling "cls"): "mean" pooling reads the text mask and does not fit T + N states.
 """
 
 from __future__ import annotations
