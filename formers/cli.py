@@ -155,10 +155,9 @@ def cmd_generate(args) -> None:
 
 def cmd_eval(args) -> None:
     from formers import load, load_tokenizer
-    from formers.io import resolve_checkpoint
+    from formers.storage import read_json, resolve_checkpoint
     from formers.tasks import TASKS, Recipe
     from formers.training import Trainer
-    from formers.training.checkpoint import read_json
 
     folder = resolve_checkpoint(args.checkpoint)
     extra = folder / "extra.json"
@@ -175,7 +174,8 @@ def cmd_eval(args) -> None:
 
 def cmd_convert(args) -> None:
     from formers.interop import load_hf_tokenizer, save_hf
-    from formers.io import load, read_config, resolve_checkpoint, save_model
+    from formers.io import load
+    from formers.storage import read_config, resolve_checkpoint, save_model
 
     folder = resolve_checkpoint(args.src)
     from_hf = "family" not in read_config(folder)  # Hugging Face configs name a model_type instead
@@ -184,7 +184,7 @@ def cmd_convert(args) -> None:
     has_tokenizer = any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt"))
     tokenizer = load_hf_tokenizer(folder) if has_tokenizer else None
     (save_hf if to == "hf" else save_model)(model, args.dst, tokenizer)
-    print(f"{folder} ({'hf' if from_hf else 'formers'} {model.family}) -> {args.dst} ({to})")
+    print(f"{folder} ({'hf' if from_hf else 'formers'} {model.config.family}) -> {args.dst} ({to})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

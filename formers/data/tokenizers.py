@@ -17,7 +17,6 @@ an end-of-sequence.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Literal
@@ -28,6 +27,7 @@ from torch import Tensor
 
 from formers.config import Config, check
 from formers.errors import CheckpointError, DataError, TokenOutOfVocabError
+from formers.storage import write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
@@ -104,15 +104,8 @@ class Tokenizer:
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
     def save(self, folder: str | Path) -> None:
-        """Write `folder/tokenizer.json` atomically (temporary file, then rename)."""
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (TOKENIZER_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.backend.to_str(pretty=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / TOKENIZER_FILE)
+        """Write `folder/tokenizer.json` atomically (temporary file, fsync, rename)."""
+        write_text(Path(folder) / TOKENIZER_FILE, self.backend.to_str(pretty=True))
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:

@@ -49,8 +49,9 @@ from formers.alignment.data import PREFERENCE_FIELDS, RecordBatches
 from formers.config import Config
 from formers.data import train_tokenizer
 from formers.errors import ConfigError
-from formers.io import WEIGHTS_FILE, load, load_tokenizer, load_weights, read_weights, resolve_checkpoint
+from formers.io import load, load_tokenizer
 from formers.registry import build_model
+from formers.storage import load_model_weights, resolve_checkpoint
 from formers.tasks.base import Recipe, Run, Task, register_task
 
 
@@ -98,8 +99,7 @@ def policy_for(recipe: Recipe, tokenizer, init_from: str | None) -> torch.nn.Mod
     torch.manual_seed(recipe.trainer.seed)
     model = build_model(recipe.model.replace(vocab_size=tokenizer.vocab_size))
     if init_from is not None:
-        file = resolve_checkpoint(init_from) / WEIGHTS_FILE
-        load_weights(model, read_weights(file), source=str(file))
+        load_model_weights(model, resolve_checkpoint(init_from))
     return model
 
 

@@ -21,10 +21,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from formers import storage
 from formers.config import Config, check
 from formers.errors import CheckpointError, NonFiniteLossError
-from formers.io import WEIGHTS_FILE, load, read_weights, save_model
 from formers.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler, param_groups
+from formers.registry import build_model
 from formers.training import checkpoint as ckpt
 from formers.training import distributed
 from formers.training.distributed import Mode
@@ -224,7 +225,7 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
-        latest = ckpt.latest_checkpoint(self.out_dir) if resume else None
+        latest = storage.latest_checkpoint(self.out_dir) if resume else None
         if latest is not None:
             self.load_checkpoint(latest)
         else:
@@ -255,10 +256,15 @@ class Trainer:
         if self.master is not None:
             self.master.restore()  # hand back an fp32 model holding the exact master weights
         if self.strategy.name == "fsdp" and self.is_main:
-            self.model = load(final, device=self.device)  # shards need every rank; the whole model does not
+            self.model = self._whole_model(final)
         self.logger.plot()
         self.logger.close()
         return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step}
+
+    def _whole_model(self, folder: Path) -> nn.Module:
+        """After FSDP, rank 0's model whole again: a fresh copy loaded from the final checkpoint
+        (shards need every rank to gather; the file does not)."""
+        return storage.load_model_weights(build_model(self.model.config), folder).to(self.device).eval()
 
     def _eval_and_log(self) -> dict[str, float]:
         metrics = self.evaluate()
@@ -279,44 +285,44 @@ class Trainer:
             weights.update(self.master.state())  # the fp32 masters, not their bf16 rounding
         optimizer = self.strategy.optimizer_state(self.model, self.optimizer)
         rngs = distributed.gather(ckpt.rng_state())
-        final = self.out_dir / ckpt.checkpoint_name(self.step)
+        final = self.out_dir / storage.checkpoint_name(self.step)
         if self.is_main:
             self._write_checkpoint(final, weights, optimizer, rngs)
         distributed.barrier()  # nobody reads (resumes) before the folder exists
         return final if self.is_main else None
 
     def _write_checkpoint(self, final: Path, weights: dict, optimizer: dict, rngs: list) -> None:
-        with ckpt.atomic_write_dir(final) as tmp:
-            save_model(self.model, tmp, self.tokenizer, state=weights)
+        with storage.atomic_write_dir(final) as tmp:
+            storage.save_model(self.model, tmp, self.tokenizer, state=weights)
             tensors, meta = ckpt.split_optimizer_state(optimizer)
-            ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
-            ckpt.write_json(tmp / "optimizer.json", meta)
-            ckpt.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
+            storage.save_tensors(tmp / "optimizer.safetensors", tensors)
+            storage.write_json(tmp / "optimizer.json", meta)
+            storage.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
             for r, (tensors, meta) in enumerate(rngs):
-                ckpt.save_tensors(tmp / _rng_file(r, "safetensors"), tensors)
-                ckpt.write_json(tmp / _rng_file(r, "json"), meta)
+                storage.save_tensors(tmp / _rng_file(r, "safetensors"), tensors)
+                storage.write_json(tmp / _rng_file(r, "json"), meta)
             state = {"step": self.step, "data": self.source.state_dict(), "history": self.logger.history,
                      "world_size": len(rngs)}
-            ckpt.write_json(tmp / "trainer_state.json", state)
+            storage.write_json(tmp / "trainer_state.json", state)
             if self.extra_state is not None:
-                ckpt.write_json(tmp / "extra.json", self.extra_state)
-        for old in ckpt.list_checkpoints(self.out_dir)[: -self.config.keep_last]:
-            ckpt.remove_checkpoint(old)
+                storage.write_json(tmp / "extra.json", self.extra_state)
+        for old in storage.list_checkpoints(self.out_dir)[: -self.config.keep_last]:
+            storage.remove_checkpoint(old)
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore everything `save_checkpoint` wrote, so the next step is the one that would have run.
 
         Every rank reads the same folder (a shared filesystem across machines)."""
-        weights = read_weights(folder / WEIGHTS_FILE)
-        self.strategy.load_model_state(self.model, weights, str(folder / WEIGHTS_FILE))
+        weights = storage.read_tensors(folder / storage.WEIGHTS_FILE)
+        self.strategy.load_model_state(self.model, weights, str(folder / storage.WEIGHTS_FILE))
         if self.master is not None:
             self.master.load(weights)
         optimizer = ckpt.join_optimizer_state(
-            ckpt.load_tensors(folder / "optimizer.safetensors"), ckpt.read_json(folder / "optimizer.json")
+            storage.read_tensors(folder / "optimizer.safetensors"), storage.read_json(folder / "optimizer.json")
         )
         self.strategy.load_optimizer_state(self.model, self.optimizer, optimizer)
-        self.scheduler.load_state_dict(ckpt.read_json(folder / "scheduler.json"))
-        state = ckpt.read_json(folder / "trainer_state.json")
+        self.scheduler.load_state_dict(storage.read_json(folder / "scheduler.json"))
+        state = storage.read_json(folder / "trainer_state.json")
         if state["step"] > self.config.max_steps:
             raise CheckpointError(
                 f"{folder} is at step {state['step']}, past trainer.max_steps={self.config.max_steps}; raise max_steps"
@@ -326,8 +332,8 @@ class Trainer:
         self.logger.history = list(state.get("history", []))
         r = distributed.rank()
         if (folder / _rng_file(r, "safetensors")).is_file():
-            ckpt.set_rng_state(ckpt.load_tensors(folder / _rng_file(r, "safetensors")),
-                               ckpt.read_json(folder / _rng_file(r, "json")))
+            ckpt.set_rng_state(storage.read_tensors(folder / _rng_file(r, "safetensors")),
+                               storage.read_json(folder / _rng_file(r, "json")))
         else:  # more ranks than the run that saved: a fresh stream per rank (exact only at the same world size)
             torch.manual_seed(self.config.seed + r + 1_000_003 * self.step)
 
