@@ -18,6 +18,7 @@ import torch
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from torch import nn
 
+from formers.data.tokenizers import Tokenizer, read_settings
 from formers.errors import CheckpointError, ConfigError
 from formers.interop.bart import BART
 from formers.interop.bert import BERT
@@ -30,6 +31,7 @@ from formers.storage import WEIGHTS_FILE, load_weights, read_config, read_json, 
 FAMILIES: dict[str, HFFamily] = {f.model_type: f for f in (GPT2, BERT, T5, BART)}
 BY_FAMILY: dict[str, HFFamily] = {f.family: f for f in FAMILIES.values()}
 INDEX_FILE = "model.safetensors.index.json"
+SENTENCE_TRANSFORMERS_FILE = "sentence_bert_config.json"  # a sentence-transformers folder's own settings
 
 
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -116,21 +118,24 @@ def _wordpiece_from_vocab(folder: Path) -> tokenizers.Tokenizer:
     return backend
 
 
-def load_hf_tokenizer(folder: str | Path):
-    """The tokenizer of a Hugging Face folder, as a formers Tokenizer (`.backend.encode` adds [CLS]/[SEP]).
+def load_hf_tokenizer(folder: str | Path) -> Tokenizer:
+    """The tokenizer of a Hugging Face folder, as a formers Tokenizer whose `encode` follows the folder's
+    post-processor ([CLS] ... [SEP] for a BERT), with the folder's padding/end/unknown tokens.
 
     Padding and truncation stored in tokenizer.json are switched off (MiniLM's pads every input to
-    128 tokens): batches are padded by the caller, and over-long inputs are refused by the model.
+    128 tokens): batches are padded by `encode_batch`, and over-long inputs are refused by the model
+    unless truncated on request. `max_length` is a sentence-transformers folder's max_seq_length (the
+    limit its embeddings were made with), else tokenizer_config.json's model_max_length.
     """
-    from formers.data.tokenizers import Tokenizer
-
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
-        backend = Tokenizer.load(folder).backend
+        tokenizer = Tokenizer.load(folder)
     elif (folder / "vocab.txt").is_file():
-        backend = _wordpiece_from_vocab(folder)
+        tokenizer = Tokenizer(_wordpiece_from_vocab(folder), **read_settings(folder))
     else:
         raise CheckpointError(f"{folder} has neither tokenizer.json nor vocab.txt; it carries no tokenizer")
-    backend.no_padding()
-    backend.no_truncation()
-    return Tokenizer(backend)
+    tokenizer.backend.no_padding()
+    tokenizer.backend.no_truncation()
+    if (folder / SENTENCE_TRANSFORMERS_FILE).is_file():
+        tokenizer.max_length = read_json(folder / SENTENCE_TRANSFORMERS_FILE).get("max_seq_length")
+    return tokenizer

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from formers.config import Config, check
-from formers.errors import DataError
+from formers.data.batches import pad_sequences
 from formers.objectives.causal_lm import IGNORE_INDEX, token_cross_entropy
 
 
@@ -35,16 +35,6 @@ def shift_right(labels: torch.Tensor, decoder_start_token_id: int, pad_id: int) 
     start = torch.full_like(labels[:, :1], decoder_start_token_id)
     shifted = torch.cat([start, labels[:, :-1]], dim=1)
     return shifted.masked_fill(shifted == IGNORE_INDEX, pad_id)
-
-
-def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int) -> torch.Tensor:
-    """1-D tensors of different lengths -> (B, T_max), padded on the right."""
-    if not sequences or any(s.dim() != 1 for s in sequences):
-        raise DataError("pad_sequences takes a non-empty list of 1-D tensors")
-    out = torch.full((len(sequences), max(len(s) for s in sequences)), pad_value, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = s
-    return out
 
 
 def collate_pairs(sources: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], pad_id: int) -> dict:

@@ -80,7 +80,7 @@ class Pretraining:
 
     def eval_data(self, recipe: Recipe, tokenizer: Tokenizer) -> list[dict]:
         """The validation batches again, from the checkpoint's own tokenizer (`formers eval`)."""
-        val_ids = torch.tensor(tokenizer.encode(corpus_split(recipe)[1]), dtype=torch.long)
+        val_ids = torch.tensor(tokenizer.encode(corpus_split(recipe)[1], add_special_tokens=False), dtype=torch.long)
         t = recipe.trainer
         return fixed_batches(self.make_batch(recipe, tokenizer, val_ids), t.seed, t.eval_batches)
 

@@ -47,8 +47,8 @@ class SequenceSeq2SeqConfig(Config):
 def encode_pairs(examples: list[tuple[str, str]], tokenizer) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Strings -> token tensors; both sides end with EOS (the decoder learns to stop)."""
     eos = [tokenizer.eos_id]
-    sources = [torch.tensor(tokenizer.encode(s) + eos) for s, _ in examples]
-    targets = [torch.tensor(tokenizer.encode(t) + eos) for _, t in examples]
+    sources = [torch.tensor(tokenizer.encode(s, add_special_tokens=False) + eos) for s, _ in examples]
+    targets = [torch.tensor(tokenizer.encode(t, add_special_tokens=False) + eos) for _, t in examples]
     return sources, targets
 
 
