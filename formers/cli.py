@@ -78,13 +78,13 @@ def build_parser() -> ArgumentParser:
 
 
 def cmd_train(args, overrides: dict[str, Any]) -> None:
-    from formers.tasks import TASKS, load_recipe
+    from formers.tasks import get_task, load_recipe
     from formers.tasks.base import expectation_lines
     from formers.training import Trainer, distributed
 
     recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out)
-    task = TASKS[recipe.task]
+    task = get_task(recipe.task)
     if task.own_loop is not None:
         return train_own_loop(task, recipe, out, args.resume)
     run = task.build(recipe)
@@ -156,7 +156,7 @@ def cmd_generate(args) -> None:
 def cmd_eval(args) -> None:
     from formers import load, load_tokenizer
     from formers.storage import read_json, resolve_checkpoint
-    from formers.tasks import TASKS, Recipe
+    from formers.tasks import Recipe, get_task
     from formers.training import Trainer
 
     folder = resolve_checkpoint(args.checkpoint)
@@ -165,7 +165,7 @@ def cmd_eval(args) -> None:
         raise ConfigError(f"{folder} has no extra.json with its recipe; eval needs a checkpoint written by `train`")
     recipe = Recipe.from_dict(read_json(extra)["recipe"])
     model, tokenizer = load(folder), load_tokenizer(folder)
-    task = TASKS[recipe.task]
+    task = get_task(recipe.task)
     trainer = Trainer(model, task.make_objective(recipe), None, config=recipe.trainer, out_dir=folder,
                       val_batches=task.eval_data(recipe, tokenizer))
     for key, value in sorted(trainer.evaluate().items()):

@@ -83,9 +83,9 @@ def load_hf(folder: str | Path) -> nn.Module:
 
 def save_hf(model: nn.Module, folder: str | Path, tokenizer=None) -> None:
     """Write config.json + model.safetensors (+ tokenizer.json) that `transformers` loads as is."""
-    family = BY_FAMILY.get(getattr(model, "family", None))
+    family = BY_FAMILY.get(model.config.family)
     if family is None:
-        raise ConfigError(f"a {type(model).__name__} of family {getattr(model, 'family', None)!r} has no Hugging "
+        raise ConfigError(f"a {type(model).__name__} of family {model.config.family!r} has no Hugging "
                           f"Face counterpart; export works for {sorted(BY_FAMILY)}")
     hf_config = family.config_to_hf(model.config)  # refuses configs the reference cannot express
     state = to_checkpoint(model, family.rules(model.config))

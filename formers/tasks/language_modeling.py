@@ -8,7 +8,7 @@ from formers.data import TokenWindows, eval_windows, load_corpus, split_text, tr
 from formers.generation import generate, left_pad
 from formers.objectives import CausalLM, CausalLMConfig
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.training import distributed
 
 
@@ -72,5 +72,5 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("causal_lm", Task(
-    objective_config=CausalLMConfig, make_objective=make_objective, build=build, report=report, eval_data=eval_data))
+CAUSAL_LM = Task(
+    objective_config=CausalLMConfig, make_objective=make_objective, build=build, report=report, eval_data=eval_data)

@@ -25,7 +25,7 @@ from formers.data.tasks import (
 from formers.generation import generate
 from formers.objectives import Seq2SeqLM, Seq2SeqLMConfig, collate_pairs
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -118,6 +118,6 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("sequence_seq2seq", Task(
+SEQUENCE_SEQ2SEQ = Task(
     objective_config=SequenceSeq2SeqConfig, make_objective=make_objective, build=build, report=report,
-    eval_data=eval_data))
+    eval_data=eval_data)
