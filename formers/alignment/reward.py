@@ -95,7 +95,7 @@ class RewardObjective:
             gap = chosen - rejected
             metrics = {"accuracy": (gap > 0).float().mean(), "margin": gap.mean(), "chosen": chosen.mean(),
                        "rejected": rejected.mean()}
-        return {"loss": bradley_terry_loss(chosen, rejected, self.config.margin), **metrics}
+        return {"loss": bradley_terry_loss(chosen, rejected, self.config.margin), **metrics, "n_targets": len(chosen)}
 
 
 @torch.no_grad()

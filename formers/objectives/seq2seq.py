@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from formers.config import Config, check
 from formers.data.batches import pad_sequences
-from formers.objectives.causal_lm import IGNORE_INDEX, token_cross_entropy
+from formers.objectives.causal_lm import IGNORE_INDEX, Weighted, token_cross_entropy
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -46,7 +46,8 @@ def collate_pairs(sources: Sequence[torch.Tensor], targets: Sequence[torch.Tenso
 
 
 class Seq2SeqLM:
-    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll_loss, token and sequence accuracy.
+    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll_loss, token and sequence accuracy,
+    n_targets (target tokens).
 
     The decoder start token is the model's own (`model.config.decoder_start_token_id`) unless
     given. The target's right padding needs no decoder mask: the decoder is causal, so a real
@@ -73,5 +74,5 @@ class Seq2SeqLM:
             metrics["nll_loss"] = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX)
             # Every target token right under teacher forcing = greedy decoding reproduces the target exactly.
             wrong = (out.logits.argmax(-1) != labels) & (labels != IGNORE_INDEX)
-            metrics["sequence_accuracy"] = (~wrong.any(dim=1)).float().mean()
+            metrics["sequence_accuracy"] = Weighted((~wrong.any(dim=1)).float().mean(), len(labels))  # per sequence
         return metrics

@@ -1,7 +1,16 @@
 """The one training loop. It knows a model, an objective and a batch source, nothing more.
 
-    objective(model, batch) -> {"loss": tensor, **metrics}
+    objective(model, batch) -> {"loss": tensor, **metrics, optional "n_targets": count}
     source.next_batch() -> batch;  source.state_dict() / load_state_dict(d)  (for exact resume)
+
+Weighing by targets. When an objective's "loss" is a mean over targets (tokens of a causal
+LM, masked positions of an MLM, response tokens of SFT), it says over how many in
+"n_targets". A step's gradient is then that of the mean over every target of the step: each
+micro-batch's loss weighs n_targets / N, N the targets of all micro-batches and all ranks, so
+k accumulated micro-batches (or N ranks) equal one large batch, however unevenly the targets
+fall. Without n_targets a micro-batch weighs 1 (a contrastive loss is a per-batch quantity).
+Metrics are averaged with the same weights; a metric over another unit is returned as a
+(mean, count) pair and weighed by its own count (Seq2SeqLM's per-sequence accuracy).
 
 The same loop runs one process or many under torchrun (`distributed: ddp | fsdp`, see
 distributed.py): each rank's source yields its own part of the global batch, metrics are
@@ -23,7 +32,7 @@ from tqdm.auto import tqdm
 
 from formers import storage
 from formers.config import Config, check
-from formers.errors import CheckpointError, NonFiniteLossError
+from formers.errors import CheckpointError, DataError, NonFiniteLossError
 from formers.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler, param_groups
 from formers.registry import build_model
 from formers.training import checkpoint as ckpt
@@ -141,32 +150,32 @@ class Trainer:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def train_step(self) -> dict[str, float]:
-        """Accumulate gradients over micro-batches, average metrics over ranks, check, clip, update."""
+        """Accumulate gradients over micro-batches, weigh them by targets, check, clip, update."""
         self.wrapped.train()
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.config.grad_accum
-        sums, keys = None, []
+        tally = Tally(self.device)
         for i in range(accum):
             batch = move(self.source.next_batch(), self.device)
             # DDP/FSDP all-reduce gradients only after the last micro-batch
             with self.strategy.gradient_sync(self.wrapped, enabled=i == accum - 1):
                 with self.autocast():
                     metrics = self.objective(self.forward_model, batch)
-                (metrics["loss"] / accum).backward()
-            keys = list(metrics)
-            values = _vector([*metrics.values(), batch_tokens(batch)], self.device)
-            sums = values if sums is None else sums + values
-        *means, tokens = distributed.all_sum(sums).tolist()  # one sync per step, not one per metric
-        totals = {k: v / (accum * distributed.group_size()) for k, v in zip(keys, means, strict=True)}
+                weight = tally.add(metrics, batch_tokens(batch))
+                # n_targets x the mean = the loss summed over targets; divided by all targets below
+                (metrics["loss"] * weight).backward()
+        totals, n_targets = tally.means(train=True)  # one all-reduce per step, not one per metric
         if not math.isfinite(totals["loss"]):  # the same on every rank: all stop together
             raise NonFiniteLossError(
                 f"loss is {totals['loss']} at step {self.step}; no update was applied and the last checkpoint "
                 f"in {self.out_dir} is intact. Lower trainer.optimizer.lr, add warmup or set grad_clip"
             )
-        for callback in self.callbacks:
-            callback(self)
         if self.master is not None:
             self.master.grads_to_master()
+        # DDP and FSDP average gradients over ranks; the sum over every target of the step is wanted.
+        self._scale_grads(distributed.group_size() / n_targets)
+        for callback in self.callbacks:  # they see the step's final gradients, before clipping
+            callback(self)
         if self.config.grad_clip is not None:
             norm = float(distributed.scalar(torch.nn.utils.clip_grad_norm_(self._params(), self.config.grad_clip)))
             if not math.isfinite(norm):
@@ -180,12 +189,19 @@ class Trainer:
             self.master.master_to_model()
         self.scheduler.step()
         self.step += 1
-        totals["tokens"] = tokens
         return totals
 
     @torch.no_grad()
+    def _scale_grads(self, factor: float) -> None:
+        if factor != 1.0:
+            grads = [p.grad for p in self._params() if p.grad is not None]
+            for grad in grads:  # (DTensors under FSDP: one op each, not a foreach over mixed layouts)
+                grad.mul_(factor)
+
+    @torch.no_grad()
     def evaluate(self, batches: Sequence[dict] | None = None) -> dict[str, float]:
-        """Mean of each metric over the validation batches, in eval mode; ranks share the batches out."""
+        """Each metric over the validation batches (weighed by targets, as in training), in eval mode;
+        ranks share the batches out."""
         batches = list(self.val_batches if batches is None else batches)[: self.config.eval_batches]
         if not batches:
             return {}
@@ -193,18 +209,15 @@ class Trainer:
         self.wrapped.eval()
         mine = batches[distributed.group_rank() :: distributed.group_size()]
         rounds = math.ceil(len(batches) / distributed.group_size())
-        sums, keys = None, []
+        tally = Tally(self.device)
         for i in range(rounds):
             # Every rank runs the same number of forwards (FSDP all-gathers in each); spares count zero.
-            batch, weight = (mine[i], 1.0) if i < len(mine) else (batches[0], 0.0)
+            batch, present = (mine[i], True) if i < len(mine) else (batches[0], False)
             with self.autocast():
                 metrics = self.objective(self.forward_model, move(batch, self.device))
-            keys = list(metrics)
-            values = _vector(list(metrics.values()), self.device) * weight
-            sums = values if sums is None else sums + values
+            tally.add(metrics, 0, present=present)
         self.wrapped.train(was_training)
-        means = distributed.all_sum(sums).tolist()
-        return {f"val/{k}": v / len(batches) for k, v in zip(keys, means, strict=True)}
+        return {f"val/{k}": v for k, v in tally.means(train=False)[0].items()}
 
     # ---- the loop -------------------------------------------------------------------
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
@@ -346,6 +359,45 @@ def _rng_file(rank: int, suffix: str) -> str:
 def _vector(values: list, device: torch.device) -> torch.Tensor:
     """Metrics (tensors or numbers) as one float64 vector, so ranks reduce them in one collective."""
     return torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
+
+
+class Tally:
+    """Weighted sums of a step's (or an evaluation's) metrics, reduced over ranks in one collective.
+
+    Each result weighs its n_targets (1 without); a (mean, count) metric weighs its own count.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.keys, self.sums = device, [], None
+
+    def add(self, metrics: dict, tokens: int, *, present: bool = True) -> torch.Tensor:
+        """Add one result (popping its n_targets); returns its weight, a detached tensor, for the loss."""
+        n = metrics.pop("n_targets", None)
+        weight = torch.as_tensor(1.0 if n is None else n, device=self.device).detach().to(torch.float32)
+        values, counts = [], []
+        for value in metrics.values():
+            value, count = value if isinstance(value, tuple) else (value, weight)
+            values.append(torch.as_tensor(value).detach() * count)
+            counts.append(count)
+        scale = 1.0 if present else 0.0  # a spare evaluation forward counts nothing
+        vector = _vector([*values, *counts, tokens], self.device) * scale
+        self.keys = list(metrics)
+        self.sums = vector if self.sums is None else self.sums + vector
+        return weight
+
+    def means(self, *, train: bool) -> tuple[dict[str, float], float]:
+        """(metric -> weighted mean over every result of every rank, the loss's total weight)."""
+        *sums, tokens = distributed.all_sum(self.sums).tolist()
+        k = len(self.keys)
+        values, counts = sums[:k], sums[k:]
+        n_targets = counts[self.keys.index("loss")] if "loss" in self.keys else 1.0
+        if n_targets <= 0:
+            raise DataError("this step's batches hold no targets (n_targets = 0 on every micro-batch and rank); "
+                            "check the data: every batch needs at least one label that is not ignored")
+        out = {key: v / c if c else float("nan") for key, v, c in zip(self.keys, values, counts, strict=True)}
+        if train:
+            out["tokens"] = tokens
+        return out, n_targets
 
 
 def perplexity(loss: float) -> float:

@@ -44,10 +44,11 @@ def test_label_smoothed_loss_by_hand():
     out = Seq2SeqLM(Seq2SeqLMConfig(label_smoothing=eps), pad_id=PAD)(
         Fake(), {"input_ids": labels.clamp(min=0), "labels": labels})
     assert abs(out["loss"].item() - smoothed) < 1e-6 and abs(out["nll_loss"].item() - nll) < 1e-6
-    assert out["sequence_accuracy"].item() == 1.0  # the one counted token is the argmax
+    assert out["sequence_accuracy"] == (1.0, 1)  # the one counted token is the argmax; one sequence
+    assert out["n_targets"] == 1  # the Trainer weighs this batch by its one target
     assert seen["decoder_input_ids"].tolist() == [[START, 0]]
     wrong = Seq2SeqLM(decoder_start_token_id=START)(Fake(), {"input_ids": labels, "labels": torch.tensor([[1, 1]])})
-    assert wrong["sequence_accuracy"].item() == 0.0 and wrong["accuracy"].item() == 0.5
+    assert wrong["sequence_accuracy"].mean == 0.0 and wrong["accuracy"].item() == 0.5 and wrong["n_targets"] == 2
 
 
 def test_prefix_split_ignores_the_prefix():
