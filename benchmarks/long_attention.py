@@ -38,7 +38,7 @@ import torch
 
 from formers.models import GPT, GPTConfig
 from formers.nn.attention import SelfAttention
-from formers.nn.kernels import make_kernel
+from formers.nn.kernel_table import make_kernel
 from formers.nn.long_attention import LongAttentionConfig
 
 KINDS = ["naive", "sdpa", "chunked", "sliding_window", "block_sparse", "linformer", "lsh"]

@@ -2,7 +2,11 @@
 
 Options are typed and parsed by jsonargparse. Recipe overrides are dotted paths
 (`--trainer.max_steps=50`); their values are read as YAML scalars and validated by the
-recipe's typed configs. Every FormersError prints as one line and exits 1.
+recipe's typed configs. On/off options are flags (`--resume`), which also take a value
+(`--resume=true`, `--resume false`). Every FormersError prints as one line and exits 1.
+
+Nothing here imports torch (formers/__init__ is lazy): `formers --help` answers at once, and
+each command imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from jsonargparse import ArgumentParser
+from jsonargparse import ActionYesNo, ArgumentParser
 
 from formers.errors import ConfigError, FormersError
 
@@ -44,6 +48,37 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return rest, overrides
 
 
+FLAGS = ("--resume", "--greedy")  # on/off options: `--resume` alone, or with a value as `--resume=true`
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def flag_values(argv: Sequence[str]) -> list[str]:
+    """`--flag=VALUE` / `--flag VALUE` (VALUE true or false) -> `--flag` / `--no_flag`; a bare `--flag` stays."""
+    out, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in FLAGS and not eq and i + 1 < len(argv) and argv[i + 1].lower() in _TRUE + _FALSE:
+            value, eq = argv[i + 1], "="
+            i += 1
+        if name in FLAGS and eq:
+            if value.lower() not in _TRUE + _FALSE:
+                raise ConfigError(f"{name}={value!r} is not allowed; write {name} alone, or {name}=true / false")
+            arg = name if value.lower() in _TRUE else f"--no_{name[2:]}"
+        out.append(arg)
+        i += 1
+    return out
+
+
+# subcommand -> one line, shown by `formers --help`
+COMMANDS = {
+    "train": "train a recipe (YAML) into a run directory; --resume continues it",
+    "generate": "generate text from a checkpoint, streaming to the terminal",
+    "eval": "evaluate a checkpoint on its recipe's validation data",
+    "convert": "convert a checkpoint between the formers and Hugging Face layouts",
+}
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="formers", description="Transformers from one set of blocks.", exit_on_error=True)
     commands = parser.add_subcommands(dest="command")
@@ -51,14 +86,14 @@ def build_parser() -> ArgumentParser:
     train = ArgumentParser(description="Train a recipe. Override any field: --trainer.max_steps=50")
     train.add_argument("recipe", type=str, help="path to a recipe YAML (see recipes/)")
     train.add_argument("--out", type=str, required=True, help="run directory (checkpoints, logs)")
-    train.add_argument("--resume", type=bool, default=False, help="continue from the latest checkpoint in --out")
-    commands.add_subcommand("train", train)
+    train.add_argument("--resume", action=ActionYesNo, default=False, help="continue from the last checkpoint in --out")
+    commands.add_subcommand("train", train, help=COMMANDS["train"])
 
     gen = ArgumentParser(description="Generate text from a checkpoint, streaming to the terminal.")
     gen.add_argument("checkpoint", type=str, help="checkpoint folder or run directory")
     gen.add_argument("--prompt", type=str, required=True)
     gen.add_argument("--max_new_tokens", type=int, default=200)
-    gen.add_argument("--greedy", type=bool, default=False, help="argmax decoding instead of sampling")
+    gen.add_argument("--greedy", action=ActionYesNo, default=False, help="argmax decoding instead of sampling")
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument("--top_k", type=int | None, default=None)
     gen.add_argument("--top_p", type=float | None, default=0.95)
@@ -68,28 +103,28 @@ def build_parser() -> ArgumentParser:
     gen.add_argument("--n_samples", type=int, default=4, help="text-to-image models: images per prompt")
     gen.add_argument("--rerank", type=str | None, default=None,
                      help="text-to-image models: a CLIP checkpoint trained on Shapes; each row is ordered by it")
-    commands.add_subcommand("generate", gen)
+    commands.add_subcommand("generate", gen, help=COMMANDS["generate"])
 
     ev = ArgumentParser(description="Evaluate a checkpoint on its recipe's validation data.")
     ev.add_argument("checkpoint", type=str, help="checkpoint folder or run directory")
-    commands.add_subcommand("eval", ev)
+    commands.add_subcommand("eval", ev, help=COMMANDS["eval"])
 
     conv = ArgumentParser(description="Convert a checkpoint between the formers and Hugging Face layouts.")
     conv.add_argument("src", type=str, help="formers checkpoint / run directory, or a Hugging Face model folder")
     conv.add_argument("dst", type=str, help="folder to write")
     conv.add_argument("--to", type=Literal["hf", "formers"] | None, default=None, help="default: the other layout")
-    commands.add_subcommand("convert", conv)
+    commands.add_subcommand("convert", conv, help=COMMANDS["convert"])
     return parser
 
 
 def cmd_train(args, overrides: dict[str, Any]) -> None:
-    from formers.tasks import TASKS, load_recipe
+    from formers.tasks import get_task, load_recipe
     from formers.tasks.base import expectation_lines
     from formers.training import Trainer, distributed
 
     recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out)
-    task = TASKS[recipe.task]
+    task = get_task(recipe.task)
     if task.own_loop is not None:
         return train_own_loop(task, recipe, out, args.resume)
     run = task.build(recipe)
@@ -185,10 +220,9 @@ def generate_images(model, tokenizer, args) -> None:
 
 def cmd_eval(args) -> None:
     from formers import load, load_tokenizer
-    from formers.io import resolve_checkpoint
-    from formers.tasks import TASKS, Recipe, Run
+    from formers.storage import read_json, resolve_checkpoint
+    from formers.tasks import Recipe, Run, get_task
     from formers.training import Trainer
-    from formers.training.checkpoint import read_json
 
     folder = resolve_checkpoint(args.checkpoint)
     extra = folder / "extra.json"
@@ -197,7 +231,7 @@ def cmd_eval(args) -> None:
     recipe = Recipe.from_dict(read_json(extra)["recipe"])
     model = load(folder)
     tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None  # image tasks have none
-    task = TASKS[recipe.task]
+    task = get_task(recipe.task)
     val_batches = task.eval_data(recipe, tokenizer)
     trainer = Trainer(model, task.make_objective(recipe), None, config=recipe.trainer, out_dir=folder,
                       val_batches=val_batches)
@@ -212,7 +246,8 @@ def cmd_eval(args) -> None:
 
 def cmd_convert(args) -> None:
     from formers.interop import load_hf_tokenizer, save_hf
-    from formers.io import load, read_config, resolve_checkpoint, save_model
+    from formers.io import load
+    from formers.storage import read_config, resolve_checkpoint, save_model
 
     folder = resolve_checkpoint(args.src)
     from_hf = "family" not in read_config(folder)  # Hugging Face configs name a model_type instead
@@ -221,14 +256,14 @@ def cmd_convert(args) -> None:
     has_tokenizer = any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt"))
     tokenizer = load_hf_tokenizer(folder) if has_tokenizer else None
     (save_hf if to == "hf" else save_model)(model, args.dst, tokenizer)
-    print(f"{folder} ({'hf' if from_hf else 'formers'} {model.family}) -> {args.dst} ({to})")
+    print(f"{folder} ({'hf' if from_hf else 'formers'} {model.config.family}) -> {args.dst} ({to})")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         rest, overrides = split_overrides(argv)
-        args = build_parser().parse_args(rest)
+        args = build_parser().parse_args(flag_values(rest))
         command = args.command
         sub = args[command]
         if command == "train":

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from formers.errors import ConfigError, SequenceTooLongError
+from formers.nn.embeddings import position_limit
 
 EarlyStopping = bool | Literal["never"]
 # (sequence so far (B, T), next-token logits (B, V)) -> logits to sample from; e.g. TokenRange
@@ -108,8 +109,7 @@ def _new_cache(model: nn.Module, batch: int, max_len: int, device: torch.device)
 def check_position_room(model: nn.Module, needed: int, what: str) -> None:
     """Refuse before the first step a decoding that would run past the model's last learned position,
     instead of failing part-way through it."""
-    limit = min((m.position_limit for m in model.modules() if getattr(m, "position_limit", None) is not None),
-                default=None)
+    limit = position_limit(model)
     if limit is not None and needed > limit:
         raise SequenceTooLongError(
             f"{what} needs {needed} positions but the model's learned positions stop at {limit}; "

@@ -51,7 +51,7 @@ class SquaredError:
         prediction = logits.softmax(-1) if self.on == "probs" else logits
         loss = (prediction - onehot).pow(2).sum(-1)[asked].mean()  # sum over the vocabulary, mean over tokens
         metrics = token_cross_entropy(logits.detach(), labels)
-        return {"loss": loss, "ce": metrics["loss"], "accuracy": metrics["accuracy"]}
+        return {"loss": loss, "ce": metrics["loss"], "accuracy": metrics["accuracy"], "n_targets": metrics["n_targets"]}
 
 
 class CrossEntropy:

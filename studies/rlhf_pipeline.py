@@ -25,7 +25,7 @@ import torch
 
 from formers.alignment import RuleTask, evaluate_policy, frozen_copy, pairwise_accuracy
 from formers.alignment.data import PREFERENCE_FIELDS, collate_pairs, encode_records, fixed_batches
-from formers.tasks import TASKS, load_recipe
+from formers.tasks import get_task, load_recipe
 from formers.tasks.alignment import run_ppo
 from formers.training import Trainer
 
@@ -49,7 +49,7 @@ def recipe(stage: str, quick: bool, overrides: dict[str, Any]):
 
 def train(stage_recipe, out: Path, callbacks=()) -> tuple[Any, dict]:
     """Build a Trainer-shaped stage from its recipe and fit it."""
-    run = TASKS[stage_recipe.task].build(stage_recipe)
+    run = get_task(stage_recipe.task).build(stage_recipe)
     trainer = Trainer(run.model, run.objective, run.train_source, config=stage_recipe.trainer, out_dir=out,
                       val_batches=run.val_batches, tokenizer=run.tokenizer, callbacks=callbacks,
                       extra_state={"recipe": stage_recipe.to_dict()})

@@ -111,11 +111,11 @@ def paragraphs_by_topic(min_words: int = 25) -> dict[str, list[str]]:
 
 def encoder(tokenizer, max_len: int) -> Callable[[list[str]], list[list[int]]]:
     """texts -> WordPiece ids, [CLS] ... [SEP], cut to max_len tokens (the [SEP] kept)."""
-    sep = tokenizer.backend.token_to_id("[SEP]")
 
     def encode(texts: list[str]) -> list[list[int]]:
-        ids = [e.ids for e in tokenizer.backend.encode_batch(texts)]
-        return [i if len(i) <= max_len else i[: max_len - 1] + [sep] for i in ids]
+        batch = tokenizer.encode_batch(texts, truncation=max_len)
+        rows = zip(batch["input_ids"], batch["attention_mask"], strict=True)
+        return [ids[mask.bool()].tolist() for ids, mask in rows]
 
     return encode
 

@@ -11,18 +11,10 @@ from collections.abc import Sequence
 
 import torch
 
+from formers.data.batches import padded
 from formers.data.tasks import SeededBatches
 from formers.errors import DataError
-from formers.objectives import mask_tokens, pad_sequences
-
-
-def padded(sequences: Sequence[Sequence[int]], pad_id: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
-    """Id lists -> {prefix+"input_ids" (B, T), prefix+"attention_mask" (B, T)}, right-padded to the longest."""
-    tensors = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
-    ids = pad_sequences(tensors, pad_id)
-    lengths = torch.tensor([len(s) for s in tensors])
-    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()  # (B, T)
-    return {f"{prefix}input_ids": ids, f"{prefix}attention_mask": mask}
+from formers.objectives import mask_tokens
 
 
 def _check(sequences: Sequence, batch_size: int, what: str) -> None:

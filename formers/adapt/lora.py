@@ -26,13 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from formers.adapt.freeze import freeze
 from formers.config import check
 from formers.errors import CheckpointError, ConfigError, ShapeMismatchError
+from formers.storage import read_metadata, read_tensors, save_tensors
 
 # Row layout of our fused projections (formers/nn/attention.py): equal slices, in this order.
 FUSED_PARTS: dict[str, tuple[str, ...]] = {"qkv": ("q", "k", "v"), "kv": ("k", "v")}
@@ -185,23 +184,17 @@ def save_lora(model: nn.Module, path: str | Path) -> None:
         tensors[f"{name}.lora_B"] = layer.lora_B.detach().contiguous()
         settings[name] = {"rank": layer.rank, "alpha": layer.alpha, "dropout": layer.dropout.p,
                           "n_slices": layer.n_slices, "slices": list(layer.slices)}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "lora": json.dumps(settings)})
-    tmp.replace(path)
+    save_tensors(Path(path), tensors, metadata={"format": "pt", "lora": json.dumps(settings)})
 
 
 def load_lora(model: nn.Module, path: str | Path) -> list[str]:
     """Put saved adapters into `model` (the same base model), adding LoRA layers where missing."""
     path = Path(path)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as f:
-            settings = json.loads((f.metadata() or {})["lora"])
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        settings = json.loads(read_metadata(path)["lora"])
+    except (CheckpointError, KeyError, ValueError) as e:  # unreadable, or a safetensors file without "lora"
         raise CheckpointError(f"{path} is not a LoRA adapter file written by save_lora ({e})") from None
+    tensors = read_tensors(path)
     present = lora_layers(model)
     for name, s in settings.items():
         if name not in present:

@@ -62,6 +62,7 @@ def with_rehearsal(task_objective: Objective, replay_objective: Objective) -> Ob
         if not batch.get(REPLAY, False):
             return task_objective(model, batch)
         metrics = replay_objective(model, batch)
-        return {"loss": metrics["loss"], **{f"replay_{k}": v for k, v in metrics.items()}}
+        weight = {"n_targets": metrics.pop("n_targets")} if "n_targets" in metrics else {}
+        return {"loss": metrics["loss"], **{f"replay_{k}": v for k, v in metrics.items()}, **weight}
 
     return objective

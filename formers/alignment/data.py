@@ -47,7 +47,7 @@ def _field_ids(record: Any, index: int, fields: Sequence[str], tokenizer) -> dic
         value = record[field]
         if not isinstance(value, str):
             raise RecordError(index, f"field {field!r} is a {type(value).__name__}, expected a string")
-        ids[field] = tokenizer.encode(value)
+        ids[field] = tokenizer.encode(value, add_special_tokens=False)  # fields are joined: no specials between
         if not ids[field]:
             raise RecordError(index, f"field {field!r} is empty; every prompt and response needs at least one token")
     return ids

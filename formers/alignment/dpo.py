@@ -84,4 +84,5 @@ class DPO:
                        label_smoothing=self.config.label_smoothing)
         gap = out["chosen_reward"] - out["rejected_reward"]
         return {"loss": out["loss"], "accuracy": (gap > 0).float().mean(), "margin": gap.mean(),
-                "chosen_reward": out["chosen_reward"].mean(), "rejected_reward": out["rejected_reward"].mean()}
+                "chosen_reward": out["chosen_reward"].mean(), "rejected_reward": out["rejected_reward"].mean(),
+                "n_targets": len(chosen)}  # every metric is a mean over pairs

@@ -7,7 +7,7 @@ Design choices, each one place in the code:
 - The reference is a frozen copy of the policy as it was when the trainer was built.
 - Dropout is off throughout (the policy stays in eval mode): the log-probs of a rollout and
   of the first update on it must agree for the ratio to start at 1.
-- The optimizer and schedule come from formers.optim, checkpoints from formers.io and
+- The optimizer and schedule come from formers.optim, checkpoints from formers.storage and
   formers.training.checkpoint (weights in safetensors, atomic folders), logs from RunLogger.
 """
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from formers import storage
 from formers.alignment.ppo import (
     KLController,
     PPOConfig,
@@ -37,7 +38,6 @@ from formers.alignment.ppo import (
 from formers.alignment.reward import ScoreFn
 from formers.alignment.sequences import frozen_copy, response_logprobs, sample
 from formers.errors import NonFiniteLossError
-from formers.io import WEIGHTS_FILE, load_weights, read_weights, save_model
 from formers.optim import build_optimizer, build_scheduler, param_groups
 from formers.training import checkpoint as ckpt
 from formers.training.logging import RunLogger
@@ -189,8 +189,8 @@ class PPOTrainer:
         cfg = self.config
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(self.out_dir, tensorboard=cfg.tensorboard)
-        if resume and ckpt.latest_checkpoint(self.out_dir) is not None:
-            self.load_checkpoint(ckpt.latest_checkpoint(self.out_dir))
+        if resume and storage.latest_checkpoint(self.out_dir) is not None:
+            self.load_checkpoint(storage.latest_checkpoint(self.out_dir))
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not cfg.progress, unit="rollout")
         while self.iteration < cfg.iterations:
             batch, stats = self.rollout()
@@ -212,35 +212,35 @@ class PPOTrainer:
     # ---- checkpoints --------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
         """step-XXXXXXXX (the iteration): the policy as a loadable model, plus the value head and PPO state."""
-        final = self.out_dir / ckpt.checkpoint_name(self.iteration)
-        with ckpt.atomic_write_dir(final) as tmp:
-            save_model(self.policy, tmp, self.tokenizer)
-            ckpt.save_tensors(tmp / "value_head.safetensors", self.value_head.state_dict())
+        final = self.out_dir / storage.checkpoint_name(self.iteration)
+        with storage.atomic_write_dir(final) as tmp:
+            storage.save_model(self.policy, tmp, self.tokenizer)
+            storage.save_tensors(tmp / "value_head.safetensors", self.value_head.state_dict())
             tensors, meta = ckpt.optimizer_state_to_tensors(self.optimizer)
-            ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
-            ckpt.write_json(tmp / "optimizer.json", meta)
-            ckpt.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
+            storage.save_tensors(tmp / "optimizer.safetensors", tensors)
+            storage.write_json(tmp / "optimizer.json", meta)
+            storage.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
             tensors, meta = ckpt.rng_state()
             tensors.update({"ppo.rng": self.rng.get_state(), "ppo.sampler": self.sampler.get_state().cpu()})
-            ckpt.save_tensors(tmp / "rng.safetensors", tensors)
-            ckpt.write_json(tmp / "rng.json", meta)
-            ckpt.write_json(tmp / "ppo_state.json", {
+            storage.save_tensors(tmp / "rng.safetensors", tensors)
+            storage.write_json(tmp / "rng.json", meta)
+            storage.write_json(tmp / "ppo_state.json", {
                 "iteration": self.iteration, "kl_coef": self.kl.coef, "reward_norm": self.reward_norm,
                 "history": self.logger.history})
         return final
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore what `save_checkpoint` wrote; the reference stays the policy this trainer was built with."""
-        load_weights(self.policy, read_weights(folder / WEIGHTS_FILE), source=str(folder / WEIGHTS_FILE))
-        self.value_head.load_state_dict(ckpt.load_tensors(folder / "value_head.safetensors"))
-        ckpt.load_optimizer_state(self.optimizer, ckpt.load_tensors(folder / "optimizer.safetensors"),
-                                  ckpt.read_json(folder / "optimizer.json"))
-        self.scheduler.load_state_dict(ckpt.read_json(folder / "scheduler.json"))
-        tensors = ckpt.load_tensors(folder / "rng.safetensors")
-        ckpt.set_rng_state(tensors, ckpt.read_json(folder / "rng.json"))
+        storage.load_model_weights(self.policy, folder)
+        self.value_head.load_state_dict(storage.read_tensors(folder / "value_head.safetensors"))
+        ckpt.load_optimizer_state(self.optimizer, storage.read_tensors(folder / "optimizer.safetensors"),
+                                  storage.read_json(folder / "optimizer.json"))
+        self.scheduler.load_state_dict(storage.read_json(folder / "scheduler.json"))
+        tensors = storage.read_tensors(folder / "rng.safetensors")
+        ckpt.set_rng_state(tensors, storage.read_json(folder / "rng.json"))
         self.rng.set_state(tensors["ppo.rng"])
         self.sampler.set_state(tensors["ppo.sampler"])
-        state = ckpt.read_json(folder / "ppo_state.json")
+        state = storage.read_json(folder / "ppo_state.json")
         self.iteration, self.kl.coef = state["iteration"], state["kl_coef"]
         self.reward_norm = tuple(state["reward_norm"]) if state["reward_norm"] is not None else None
         self.logger.history = list(state["history"])

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from formers.alignment.sequences import positions_from_mask
 from formers.config import Config, check
 from formers.models.output import ModelOutput
-from formers.registry import build_model, model_config_from_dict, register_model
+from formers.registry import build_model, model_config_from_dict
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -32,7 +32,6 @@ class RewardModelConfig(Config):
         model_config_from_dict(self.trunk, where="RewardModelConfig.trunk")  # fail now, by name, if it is invalid
 
 
-@register_model("reward_model", RewardModelConfig)
 class RewardModel(nn.Module):
     """forward(input_ids, attention_mask) -> ModelOutput(logits=(B,) scores, last_hidden_state=(B, T, D))."""
 
@@ -96,7 +95,7 @@ class RewardObjective:
             gap = chosen - rejected
             metrics = {"accuracy": (gap > 0).float().mean(), "margin": gap.mean(), "chosen": chosen.mean(),
                        "rejected": rejected.mean()}
-        return {"loss": bradley_terry_loss(chosen, rejected, self.config.margin), **metrics}
+        return {"loss": bradley_terry_loss(chosen, rejected, self.config.margin), **metrics, "n_targets": len(chosen)}
 
 
 @torch.no_grad()

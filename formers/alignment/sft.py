@@ -16,7 +16,7 @@ from torch import nn
 from formers.alignment.data import SFT_FIELDS, Example, RecordBatches, collate, encode_records, fixed_batches
 from formers.alignment.sequences import forward
 from formers.config import Config, check
-from formers.objectives.causal_lm import IGNORE_INDEX, token_cross_entropy
+from formers.objectives.causal_lm import token_cross_entropy
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -43,13 +43,11 @@ def sft_eval_batches(examples: Sequence[Example], pad_id: int, batch_size: int) 
 
 
 class SFT:
-    """objective(model, batch) -> {"loss", "accuracy", "response_tokens"}; batch from `collate`."""
+    """objective(model, batch) -> {"loss", "accuracy", "n_targets" (response tokens)}; batch from `collate`."""
 
     def __init__(self, config: SFTConfig | None = None) -> None:
         self.config = config or SFTConfig()
 
     def __call__(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         logits = forward(model, batch["input_ids"], batch["attention_mask"]).logits
-        metrics = token_cross_entropy(logits, batch["labels"], self.config.label_smoothing)
-        metrics["response_tokens"] = (batch["labels"] != IGNORE_INDEX).sum()
-        return metrics
+        return token_cross_entropy(logits, batch["labels"], self.config.label_smoothing)

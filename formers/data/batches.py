@@ -7,6 +7,7 @@ The Trainer knows only the batch-source protocol: `next_batch() -> dict[str, Ten
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -101,6 +102,28 @@ def _check_stream(tokens: Tensor, seq_len: int) -> None:
             f"token stream has {len(tokens)} tokens but seq_len={seq_len} needs at least {seq_len + 1} "
             "(a window plus its next-token label); use more text or a shorter seq_len"
         )
+
+
+def pad_sequences(sequences: Sequence[Tensor], pad_value: int) -> Tensor:
+    """1-D tensors of different lengths -> (B, T_max), padded on the right."""
+    if not sequences or any(s.dim() != 1 for s in sequences):
+        raise DataError("pad_sequences takes a non-empty list of 1-D tensors")
+    out = torch.full((len(sequences), max(len(s) for s in sequences)), pad_value, dtype=torch.long)
+    for i, s in enumerate(sequences):
+        out[i, : len(s)] = s
+    return out
+
+
+def padded(sequences: Sequence[Sequence[int]], pad_id: int = 0, prefix: str = "") -> dict[str, Tensor]:
+    """Id lists -> {prefix+"input_ids" (B, T), prefix+"attention_mask" (B, T) 1 = real}, right-padded to the longest."""
+    if not sequences:  # an empty batch: no rows, no columns
+        empty = torch.zeros((0, 0), dtype=torch.long)
+        return {f"{prefix}input_ids": empty, f"{prefix}attention_mask": empty.clone()}
+    tensors = [torch.as_tensor(s, dtype=torch.long) for s in sequences]
+    ids = pad_sequences(tensors, pad_id)
+    lengths = torch.tensor([len(s) for s in tensors])
+    mask = (torch.arange(ids.shape[1])[None] < lengths[:, None]).long()  # (B, T)
+    return {f"{prefix}input_ids": ids, f"{prefix}attention_mask": mask}
 
 
 def step_seed(*values: int) -> int:

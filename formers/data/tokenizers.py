@@ -18,22 +18,27 @@ trained tokenizer is one `tokenizer.json` file that any Hugging Face tool can re
 Special tokens written inside the text ("<eos>" typed by a user) are encoded as ordinary
 characters, never as the special id: text always round-trips and a prompt cannot forge
 an end-of-sequence.
+
+Tokenizers of Hugging Face folders (`formers.load_tokenizer`, interop) are the same class: their
+`encode` adds what the folder's post-processor adds (`[CLS] ... [SEP]`), as `transformers` does.
+`encode_batch` returns padded id and attention-mask tensors, truncated on request.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import tokenizers
 from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from torch import Tensor
 
 from formers.config import Config, check
+from formers.data.batches import padded
 from formers.errors import CheckpointError, DataError, TokenOutOfVocabError
+from formers.storage import read_json, write_json, write_text
 
 TOKENIZER_FILE = "tokenizer.json"
 PAD, EOS, UNK = "<pad>", "<eos>", "<unk>"
@@ -41,6 +46,8 @@ CHAR_SPECIALS = [PAD, EOS, UNK]
 BPE_SPECIALS = [PAD, EOS]
 WORD_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[BOS]", "[EOS]"]
 N_BYTES = 256
+SETTINGS_FILE = "tokenizer_config.json"  # Hugging Face's name for the settings beside tokenizer.json
+DEFAULT_SETTINGS = {"pad_token": PAD, "eos_token": EOS, "unk_token": UNK}
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -62,12 +69,34 @@ class TokenizerConfig(Config):
 
 
 class Tokenizer:
-    """Text <-> token ids. A thin wrapper over `tokenizers.Tokenizer`, kept as `.backend`."""
+    """Text <-> token ids. A thin wrapper over `tokenizers.Tokenizer`, kept as `.backend`.
 
-    def __init__(self, backend: tokenizers.Tokenizer) -> None:
+    `encode` follows the backend's own post-processor, as Hugging Face does: a tokenizer loaded
+    from a BERT folder wraps text in `[CLS] ... [SEP]`, a T5 one appends `</s>`; ours (char, BPE)
+    have no post-processor, so they add nothing. `add_special_tokens=False` gives the bare ids
+    (token streams, prompts that are concatenated with responses).
+
+    The names of the padding, end and unknown tokens and the longest input the tokenizer's model
+    takes (`max_length`, Hugging Face's `model_max_length`) are kept beside tokenizer.json in
+    Hugging Face's tokenizer_config.json, written only when they differ from ours.
+    """
+
+    def __init__(
+        self,
+        backend: tokenizers.Tokenizer,
+        *,
+        pad_token: str | None = PAD,
+        eos_token: str | None = EOS,
+        unk_token: str | None = UNK,
+        max_length: int | None = None,
+    ) -> None:
         self.backend = backend
         # Not stored in tokenizer.json, so it is set here for trained and loaded tokenizers alike.
         self.backend.encode_special_tokens = True
+        self.pad_token, self.eos_token, self.unk_token = pad_token, eos_token, unk_token
+        if max_length is not None and max_length < 1:
+            raise DataError(f"max_length={max_length} must be a positive number of tokens, or None for no limit")
+        self.max_length = max_length
 
     @property
     def vocab_size(self) -> int:
@@ -82,15 +111,15 @@ class Tokenizer:
 
     @property
     def pad_id(self) -> int | None:
-        return self._special(PAD, "[PAD]")
+        return self.token_to_id(self.pad_token)
 
     @property
     def eos_id(self) -> int | None:
-        return self._special(EOS, "[EOS]")
+        return self.token_to_id(self.eos_token)
 
     @property
     def unk_id(self) -> int | None:
-        return self._special(UNK, "[UNK]")
+        return self.token_to_id(self.unk_token)
 
     @property
     def bos_id(self) -> int | None:
@@ -108,14 +137,42 @@ class Tokenizer:
     def mask_id(self) -> int | None:
         return self._special("<mask>", "[MASK]")
 
-    def token_to_id(self, token: str) -> int | None:
-        return self.backend.token_to_id(token)
+    def token_to_id(self, token: str | None) -> int | None:
+        return None if token is None else self.backend.token_to_id(token)
 
-    def encode(self, text: str) -> list[int]:
-        return self.backend.encode(text, add_special_tokens=False).ids
+    def encode(self, text: str, *, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text`, with the special tokens the tokenizer's post-processor adds (if any)."""
+        return self.backend.encode(text, add_special_tokens=add_special_tokens).ids
 
-    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
-        return [e.ids for e in self.backend.encode_batch(list(texts), add_special_tokens=False)]
+    def encode_batch(
+        self,
+        texts: Sequence[str],
+        *,
+        padding: bool = True,
+        truncation: int | bool | None = None,
+        add_special_tokens: bool = True,
+    ) -> dict[str, Tensor]:
+        """texts -> {"input_ids" (B, T), "attention_mask" (B, T) 1 = real token}, long tensors.
+
+        `padding=True` right-pads every row to the longest with `pad_id` (0 when the tokenizer has
+        no padding token: those positions are masked out); `padding=False` requires equal lengths.
+        `truncation` cuts each text to that many tokens, special tokens included (the closing
+        `[SEP]` is kept, as in Hugging Face); `True` means `max_length`; None or False: no cut.
+        """
+        limit = self.max_length if truncation is True else (truncation or None)
+        if truncation is True and limit is None:
+            raise DataError("truncation=True needs the tokenizer's max_length; give the limit: truncation=N")
+        n_special = self.backend.num_special_tokens_to_add(False) if add_special_tokens else 0
+        if limit is not None and limit <= n_special:
+            raise DataError(f"truncation={limit} leaves no room for text beside {n_special} special tokens")
+        ids = []
+        for enc in self.backend.encode_batch(list(texts), add_special_tokens=False):
+            if limit is not None:
+                enc.truncate(limit - n_special)
+            ids.append(self.backend.post_process(enc, add_special_tokens=add_special_tokens).ids)
+        if not padding and len({len(i) for i in ids}) > 1:
+            raise DataError(f"texts encode to {sorted({len(i) for i in ids})} tokens; pass padding=True to pad them")
+        return padded(ids, 0 if self.pad_id is None else self.pad_id)
 
     def decode(self, ids: Sequence[int] | Tensor, skip_special_tokens: bool = True) -> str:
         """Text of `ids` (a list or a 1-D tensor); refuses ids outside the vocabulary."""
@@ -133,20 +190,23 @@ class Tokenizer:
             )
         return self.backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
+    def settings(self) -> dict[str, Any]:
+        """What tokenizer_config.json holds, in Hugging Face's names (None values left out)."""
+        values = {"pad_token": self.pad_token, "eos_token": self.eos_token, "unk_token": self.unk_token,
+                  "model_max_length": self.max_length}
+        return {k: v for k, v in values.items() if v is not None}
+
     def save(self, folder: str | Path) -> None:
-        """Write `folder/tokenizer.json` atomically (temporary file, then rename)."""
+        """Write `folder/tokenizer.json` (and tokenizer_config.json when the settings are not ours), atomically."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / (TOKENIZER_FILE + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.backend.to_str(pretty=True))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / TOKENIZER_FILE)
+        write_text(folder / TOKENIZER_FILE, self.backend.to_str(pretty=True))
+        if self.settings() != DEFAULT_SETTINGS:
+            write_json(folder / SETTINGS_FILE, self.settings())
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
-        """Read a tokenizer from a folder holding tokenizer.json, or from the file itself."""
+        """Read a tokenizer from a folder holding tokenizer.json (and its settings), or from the file itself."""
         path = Path(path)
         file = path / TOKENIZER_FILE if path.is_dir() else path
         if not file.is_file():
@@ -158,10 +218,31 @@ class Tokenizer:
             backend = tokenizers.Tokenizer.from_file(str(file))
         except Exception as e:  # the Rust side raises a bare Exception for any parse failure
             raise CheckpointError(f"{file} is not a valid tokenizer.json ({e}); re-save or retrain it") from None
-        return cls(backend)
+        return cls(backend, **read_settings(file.parent))
 
     def __repr__(self) -> str:
         return f"Tokenizer(model={type(self.backend.model).__name__}, vocab_size={self.vocab_size})"
+
+
+def read_settings(folder: Path) -> dict[str, Any]:
+    """Tokenizer keyword arguments from a folder's tokenizer_config.json and special_tokens_map.json
+    (Hugging Face's files; tokenizer_config.json wins). Without either file: our own special tokens, no limit."""
+    found = {}
+    for name in ("special_tokens_map.json", SETTINGS_FILE):
+        if (folder / name).is_file():
+            found.update(read_json(folder / name))
+    if not found:
+        return {}
+    out = {f"{kind}_token": _token_text(found.get(f"{kind}_token")) for kind in ("pad", "eos", "unk")}
+    limit = found.get("model_max_length")
+    # transformers writes 1e30 ("VERY_LARGE_INTEGER") for "no limit known"
+    out["max_length"] = int(limit) if isinstance(limit, int | float) and 0 < limit < 1e12 else None
+    return out
+
+
+def _token_text(value: Any) -> str | None:
+    """A special token as Hugging Face stores it: a string, or an AddedToken dict with its "content"."""
+    return value.get("content") if isinstance(value, dict) else value
 
 
 def train_tokenizer(config: TokenizerConfig, texts: Iterable[str] | str) -> Tokenizer:
@@ -195,7 +276,7 @@ def word_tokenizer(words: Sequence[str]) -> Tokenizer:
     # WordPiece's decoder with no "##" pieces joins words by spaces; `cleanup` re-attaches " ." " ," " ?" " !"
     backend.decoder = decoders.WordPiece(prefix="##", cleanup=True)
     backend.add_special_tokens(WORD_SPECIALS)  # marks them special so decode can skip them
-    return Tokenizer(backend)
+    return Tokenizer(backend, pad_token="[PAD]", eos_token="[EOS]", unk_token="[UNK]")
 
 
 def _take_chars(texts: Iterable[str], max_chars: int | None) -> list[str]:

@@ -10,17 +10,15 @@ the `tokenizers` library, or a WordPiece vocab.txt when that is all a BERT folde
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import warnings
 from pathlib import Path
 
 import tokenizers
 import torch
-from safetensors.torch import save_file
 from tokenizers import decoders, normalizers, pre_tokenizers, processors
 from torch import nn
 
+from formers.data.tokenizers import Tokenizer, read_settings
 from formers.errors import CheckpointError, ConfigError
 from formers.interop.bart import BART
 from formers.interop.bert import BERT
@@ -30,24 +28,25 @@ from formers.interop.mapping import HFFamily, check_copies, from_checkpoint, to_
 from formers.interop.t5 import T5
 from formers.interop.visualbert import VISUAL_BERT
 from formers.interop.vit import VIT
-from formers.io import load_weights, read_config, read_weights
 from formers.registry import build_model
+from formers.storage import WEIGHTS_FILE, load_weights, read_config, read_json, read_tensors, save_tensors, write_json
 
 FAMILIES: dict[str, HFFamily] = {f.model_type: f for f in (GPT2, BERT, T5, BART, VIT, CLIP, VISUAL_BERT)}
 BY_FAMILY: dict[str, HFFamily] = {f.family: f for f in FAMILIES.values()}
 INDEX_FILE = "model.safetensors.index.json"
+SENTENCE_TRANSFORMERS_FILE = "sentence_bert_config.json"  # a sentence-transformers folder's own settings
 
 
 def read_hf_weights(folder: Path) -> dict[str, torch.Tensor]:
     """model.safetensors, or the shards a model.safetensors.index.json lists."""
     index = folder / INDEX_FILE
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {k: v for name in files for k, v in read_weights(folder / name).items()}
-    if not (folder / "model.safetensors").is_file() and any(folder.glob("*.bin")):
+        files = sorted(set(read_json(index)["weight_map"].values()))
+        return {k: v for name in files for k, v in read_tensors(folder / name).items()}
+    if not (folder / WEIGHTS_FILE).is_file() and any(folder.glob("*.bin")):
         raise CheckpointError(f"{folder} has only pickled .bin weights; formers reads safetensors only (they cannot "
                               "run code when loaded): re-save the model with transformers' safe_serialization=True")
-    return read_weights(folder / "model.safetensors")
+    return read_tensors(folder / WEIGHTS_FILE)
 
 
 def family_of(hf_config: dict, folder: Path) -> HFFamily:
@@ -85,28 +84,18 @@ def load_hf(folder: str | Path) -> nn.Module:
     return model.eval()
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def save_hf(model: nn.Module, folder: str | Path, tokenizer=None) -> None:
     """Write config.json + model.safetensors (+ tokenizer.json) that `transformers` loads as is."""
-    family = BY_FAMILY.get(getattr(model, "family", None))
+    family = BY_FAMILY.get(model.config.family)
     if family is None:
-        raise ConfigError(f"a {type(model).__name__} of family {getattr(model, 'family', None)!r} has no Hugging "
+        raise ConfigError(f"a {type(model).__name__} of family {model.config.family!r} has no Hugging "
                           f"Face counterpart; export works for {sorted(BY_FAMILY)}")
     hf_config = family.config_to_hf(model.config)  # refuses configs the reference cannot express
     state = to_checkpoint(model, family.rules(model.config))
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_atomic(folder / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    save_tensors(folder / WEIGHTS_FILE, state, metadata={"format": "pt"})
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
-    text = json.dumps({**hf_config, "dtype": dtype}, indent=2, sort_keys=True)
-    _write_atomic(folder / "config.json", lambda p: p.write_text(text))
+    write_json(folder / "config.json", {**hf_config, "dtype": dtype})
     if tokenizer is not None:
         tokenizer.save(folder)
 
@@ -116,7 +105,7 @@ def _wordpiece_from_vocab(folder: Path) -> tokenizers.Tokenizer:
     lines = (folder / "vocab.txt").read_text(encoding="utf-8").splitlines()
     vocab = {token: i for i, token in enumerate(lines)}
     settings_file = folder / "tokenizer_config.json"
-    settings = json.loads(settings_file.read_text()) if settings_file.is_file() else {}
+    settings = read_json(settings_file) if settings_file.is_file() else {}
     backend = tokenizers.Tokenizer(tokenizers.models.WordPiece(vocab, unk_token="[UNK]"))
     backend.normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=settings.get("tokenize_chinese_chars", True),
@@ -132,21 +121,24 @@ def _wordpiece_from_vocab(folder: Path) -> tokenizers.Tokenizer:
     return backend
 
 
-def load_hf_tokenizer(folder: str | Path):
-    """The tokenizer of a Hugging Face folder, as a formers Tokenizer (`.backend.encode` adds [CLS]/[SEP]).
+def load_hf_tokenizer(folder: str | Path) -> Tokenizer:
+    """The tokenizer of a Hugging Face folder, as a formers Tokenizer whose `encode` follows the folder's
+    post-processor ([CLS] ... [SEP] for a BERT), with the folder's padding/end/unknown tokens.
 
     Padding and truncation stored in tokenizer.json are switched off (MiniLM's pads every input to
-    128 tokens): batches are padded by the caller, and over-long inputs are refused by the model.
+    128 tokens): batches are padded by `encode_batch`, and over-long inputs are refused by the model
+    unless truncated on request. `max_length` is a sentence-transformers folder's max_seq_length (the
+    limit its embeddings were made with), else tokenizer_config.json's model_max_length.
     """
-    from formers.data.tokenizers import Tokenizer
-
     folder = Path(folder)
     if (folder / "tokenizer.json").is_file():
-        backend = Tokenizer.load(folder).backend
+        tokenizer = Tokenizer.load(folder)
     elif (folder / "vocab.txt").is_file():
-        backend = _wordpiece_from_vocab(folder)
+        tokenizer = Tokenizer(_wordpiece_from_vocab(folder), **read_settings(folder))
     else:
         raise CheckpointError(f"{folder} has neither tokenizer.json nor vocab.txt; it carries no tokenizer")
-    backend.no_padding()
-    backend.no_truncation()
-    return Tokenizer(backend)
+    tokenizer.backend.no_padding()
+    tokenizer.backend.no_truncation()
+    if (folder / SENTENCE_TRANSFORMERS_FILE).is_file():
+        tokenizer.max_length = read_json(folder / SENTENCE_TRANSFORMERS_FILE).get("max_seq_length")
+    return tokenizer

@@ -18,7 +18,7 @@ from torch import nn
 
 from formers.config import Config
 from formers.errors import CheckpointError, ConfigError, ShapeMismatchError
-from formers.io import unique_state_dict
+from formers.storage import unique_state_dict
 
 Layout = Literal["same", "conv1d", "row"]
 

@@ -1,4 +1,4 @@
-"""Model families. Importing this package registers each one by name."""
+"""Model families (formers.registry.FAMILIES lists them by name)."""
 
 from formers.models.bert import Bert, BertConfig, BertOutput, MLMHead, Pooler
 from formers.models.captioner import Captioner, CaptionerConfig

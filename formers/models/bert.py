@@ -25,7 +25,6 @@ from formers.nn import BlockConfig, check_token_ids, make_norm, make_positions, 
 from formers.nn.feedforward import GATED, activation_fn
 from formers.nn.norms import NormKind
 from formers.nn.positions import PositionKind
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -84,7 +83,6 @@ class MLMHead(nn.Module):
         return self.decoder(self.norm(self.act(self.dense(hidden))))  # (B, T, V)
 
 
-@register_model("bert", BertConfig)
 class Bert(nn.Module):
     def __init__(self, config: BertConfig) -> None:
         super().__init__()

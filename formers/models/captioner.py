@@ -27,7 +27,7 @@ from formers.models.gpt import init_weights
 from formers.models.output import ModelOutput
 from formers.models.towers import image_tower_config
 from formers.nn import BlockConfig, KVCache, StaticKV, check_token_ids, make_positions, make_stack, padding_mask
-from formers.registry import build_model, register_model
+from formers.registry import build_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -55,7 +55,6 @@ class CaptionerConfig(BlockConfig):
         return self.n_layers
 
 
-@register_model("captioner", CaptionerConfig)
 class Captioner(nn.Module):
     is_encoder_decoder: ClassVar[bool] = True  # `generate` encodes the pixels once, then decodes
 

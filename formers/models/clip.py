@@ -33,7 +33,7 @@ from formers.config import Config, check
 from formers.errors import DataError
 from formers.models.heads import cls_pool, mean_pool
 from formers.nn.logit_scale import LogitScale
-from formers.registry import build_model, model_config_from_dict, register_model
+from formers.registry import build_model, model_config_from_dict
 
 TextPooling = Literal["last", "eos", "argmax", "mean", "cls"]
 IMAGE_FAMILIES = ("vit", "cnn")  # families whose forward(pixel_values) returns a VisionOutput
@@ -157,7 +157,6 @@ def projection(d_in: int, d_out: int) -> nn.Linear:
     return layer
 
 
-@register_model("clip", CLIPConfig)
 class CLIP(nn.Module):
     def __init__(self, config: CLIPConfig) -> None:
         super().__init__()

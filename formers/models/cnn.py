@@ -26,7 +26,6 @@ from torch import nn
 from formers.config import Config, check
 from formers.models.output import VisionOutput
 from formers.nn.patches import check_pixels
-from formers.registry import register_model
 
 ConvNorm = Literal["groupnorm", "batchnorm"]
 
@@ -102,7 +101,6 @@ def init_cnn(model: nn.Module) -> None:
             nn.init.zeros_(m.norm2.weight)
 
 
-@register_model("cnn", CNNConfig)
 class CNN(nn.Module):
     def __init__(self, config: CNNConfig) -> None:
         super().__init__()

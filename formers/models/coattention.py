@@ -33,7 +33,6 @@ from formers.models.bert import Bert, BertConfig, BertOutput
 from formers.models.gpt import init_weights
 from formers.models.towers import VisualTokens, image_tower_config, tower_dim
 from formers.nn import make_block, make_norm, padding_mask
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -73,7 +72,6 @@ class CoAttentionLayer(nn.Module):
         return t_new, v_new
 
 
-@register_model("coattention", CoAttentionConfig)
 class CoAttention(Bert):
     def __init__(self, config: CoAttentionConfig) -> None:
         super().__init__(config)  # the text stream's embedding and single-modality layers, pooler, MLM head

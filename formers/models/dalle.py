@@ -32,7 +32,6 @@ from formers.models.output import ModelOutput
 from formers.models.vqvae import VQVAE, VQVAEConfig
 from formers.nn import BlockConfig, KVCache
 from formers.nn.text_image_positions import TextImagePositions
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -78,7 +77,6 @@ class DALLEConfig(BlockConfig):
                          tie_weights=self.tie_weights, init_std=self.init_std)
 
 
-@register_model("dalle", DALLEConfig)
 class DALLE(nn.Module):
     generates_images = True  # `formers generate` writes images for it (formers/text_to_image.py)
 

@@ -50,7 +50,6 @@ from formers.nn.feedforward import Activation
 from formers.nn.norms import NormKind
 from formers.nn.position_bias import T5RelativePositions
 from formers.nn.positions import PositionKind
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -178,9 +177,6 @@ class EncoderDecoderCache:
             static.reorder(batch_indices)
 
 
-@register_model("transformer", TransformerConfig)
-@register_model("bart", BartConfig)
-@register_model("t5", T5Config)
 class EncoderDecoder(nn.Module):
     # `generate` reads input_ids as the source: it calls `encode` once, then decodes with `encoder_outputs`.
     is_encoder_decoder: ClassVar[bool] = True

@@ -17,7 +17,6 @@ from formers.models.output import ModelOutput
 from formers.nn import BlockConfig, KVCache, check_token_ids, combine, make_positions, make_stack, padding_mask
 from formers.nn.embeddings import PositionScheme
 from formers.nn.positions import PositionKind
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -53,7 +52,6 @@ def init_weights(model: nn.Module, std: float, n_layers: int) -> None:
                 nn.init.zeros_(module.bias)
 
 
-@register_model("gpt", GPTConfig)
 class GPT(nn.Module):
     def __init__(self, config: GPTConfig, positions: PositionScheme | None = None) -> None:
         """`positions` replaces the scheme `config.position` names, for models that build GPT with a position

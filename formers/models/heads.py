@@ -27,7 +27,7 @@ from torch import nn
 
 from formers.config import Config, check
 from formers.models.output import ModelOutput
-from formers.registry import MODELS, build_model, model_config_from_dict, register_model
+from formers.registry import build_model, config_class_of, model_config_from_dict
 
 Pooling = Literal["cls", "mean"]
 
@@ -108,7 +108,6 @@ class SequenceClassifierConfig(HeadConfig):
         check(self.n_outputs > 0, "SequenceClassifierConfig.n_outputs", self.n_outputs, "a positive int")
 
 
-@register_model("sequence_classifier", SequenceClassifierConfig)
 class SequenceClassifier(nn.Module):
     """trunk -> pool (CLS or mean) -> dropout -> linear: logits (B, n_outputs), or scores for regression."""
 
@@ -137,7 +136,6 @@ class TokenClassifierConfig(HeadConfig):
         check(self.n_labels > 0, "TokenClassifierConfig.n_labels", self.n_labels, "a positive int")
 
 
-@register_model("token_classifier", TokenClassifierConfig)
 class TokenClassifier(nn.Module):
     """trunk -> dropout -> linear on every token: logits (B, T, n_labels) (BERT's NER setup, sec. 5.3)."""
 
@@ -159,7 +157,6 @@ class SpanQAConfig(HeadConfig):
     family: Literal["span_qa"] = "span_qa"
 
 
-@register_model("span_qa", SpanQAConfig)
 class SpanQA(nn.Module):
     """Extractive QA (BERT on SQuAD, sec. 4.2): a start and an end score per token, logits (B, T, 2).
 
@@ -181,5 +178,5 @@ class SpanQA(nn.Module):
 
 def with_head(head_cls: type[nn.Module], trunk: nn.Module, **fields: Any) -> nn.Module:
     """Wrap a (pretrained) trunk in a new head: `with_head(SequenceClassifier, bert, n_outputs=3)`."""
-    config_cls = MODELS[head_cls.family][0]
+    config_cls = config_class_of(head_cls)
     return head_cls(config_cls(trunk=trunk.config.to_dict(), **fields), trunk=trunk)

@@ -26,7 +26,7 @@ from formers.config import Config, check
 from formers.models.heads import POOLING, Pooling, new_linear
 from formers.models.output import ModelOutput
 from formers.models.towers import image_tower_config
-from formers.registry import build_model, model_config_from_dict, register_model
+from formers.registry import build_model, model_config_from_dict
 
 TEXT_FAMILIES = ("bert",)  # encoders with encode(input_ids, attention_mask) -> (B, T, D)
 
@@ -94,7 +94,6 @@ class ClipFeatures(nn.Module):
         return torch.cat([image, self.clip.encode_text(input_ids, attention_mask)], dim=-1)  # (B, 2E)
 
 
-@register_model("late_fusion", LateFusionConfig)
 class LateFusion(nn.Module):
     def __init__(self, config: LateFusionConfig) -> None:
         super().__init__()

@@ -23,7 +23,6 @@ from formers.config import Config, check
 from formers.errors import ConfigError
 from formers.models.output import ModelOutput
 from formers.nn import check_token_ids
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -57,7 +56,6 @@ class LSTMState:
         self.h, self.c = self.h.index_select(1, batch_indices), self.c.index_select(1, batch_indices)
 
 
-@register_model("lstm", LSTMConfig)
 class LSTM(nn.Module):
     def __init__(self, config: LSTMConfig) -> None:
         super().__init__()

@@ -24,7 +24,6 @@ from torch import nn
 
 from formers.config import Config, check
 from formers.nn.patches import check_pixels
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -49,7 +48,6 @@ def _norm(config: PatchGANConfig, channels: int) -> nn.Module:
     return nn.GroupNorm(config.groups, channels) if config.norm == "groupnorm" else nn.BatchNorm2d(channels)
 
 
-@register_model("patchgan", PatchGANConfig)
 class PatchGAN(nn.Module):
     def __init__(self, config: PatchGANConfig) -> None:
         super().__init__()

@@ -29,7 +29,6 @@ from formers.errors import ImageInputError
 from formers.models.bert import Bert, BertConfig, BertOutput
 from formers.models.towers import VisualTokens, image_tower_config, tower_dim
 from formers.nn import padding_mask
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -84,7 +83,6 @@ class VisualEmbedding(nn.Module):
         return x + self.segment(token_type_ids) + self.position.weight[0].to(x.dtype)
 
 
-@register_model("visualbert", VisualBertConfig)
 class VisualBert(Bert):
     def __init__(self, config: VisualBertConfig) -> None:
         super().__init__(config)

@@ -38,7 +38,6 @@ from formers.nn.patches import (
     SinCos2dPositions,
     check_pixels,
 )
-from formers.registry import register_model
 
 PatchPosition = Literal["learned", "sincos2d"]
 
@@ -121,7 +120,6 @@ def make_pooler(config: ViTConfig) -> nn.Module:
     return TokenPool(config.pooling)
 
 
-@register_model("vit", ViTConfig)
 class ViT(nn.Module):
     def __init__(self, config: ViTConfig) -> None:
         super().__init__()

@@ -30,7 +30,7 @@ from formers.config import Config, check
 from formers.models.heads import new_linear
 from formers.models.output import VisionOutput
 from formers.models.visualbert import VisualBertConfig, VisualBertOutput
-from formers.registry import build_model, model_config_from_dict, register_model
+from formers.registry import build_model, model_config_from_dict
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -56,7 +56,6 @@ class VLPConfig(Config):
         return self.trunk.d_model
 
 
-@register_model("vlp", VLPConfig)
 class VLP(nn.Module):
     def __init__(self, config: VLPConfig) -> None:
         super().__init__()

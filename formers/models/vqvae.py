@@ -34,7 +34,6 @@ from formers.errors import TokenOutOfVocabError
 from formers.models.patchgan import PatchGAN, PatchGANConfig
 from formers.nn.patches import check_pixels
 from formers.nn.quantize import QuantizerConfig, QuantizerOutput, make_quantizer
-from formers.registry import register_model
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -121,7 +120,6 @@ def make_decoder(config: VQVAEConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@register_model("vqvae", VQVAEConfig)
 class VQVAE(nn.Module):
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__()

@@ -5,7 +5,8 @@ from formers.nn.blocks import Block, BlockConfig, PostNorm, PreNorm, Stack, make
 from formers.nn.cache import KVCache, StaticKV
 from formers.nn.embeddings import PositionScheme, Rope, check_token_ids
 from formers.nn.feedforward import FeedForward, GatedFeedForward, make_feed_forward
-from formers.nn.kernels import ExplicitKernel, SDPAKernel, explicit_attention, make_kernel, sdpa_attention
+from formers.nn.kernel_table import make_kernel
+from formers.nn.kernels import ExplicitKernel, SDPAKernel, explicit_attention, sdpa_attention
 from formers.nn.masks import causal_mask, combine, padding_mask, prefix_lm_mask, sliding_window_mask
 from formers.nn.norms import RMSNorm, make_norm
 from formers.nn.positions import PositionKind, make_positions

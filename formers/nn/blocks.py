@@ -18,7 +18,7 @@ from formers.nn.attention import CrossAttention, SelfAttention
 from formers.nn.cache import KVCache, StaticKV
 from formers.nn.embeddings import Rope
 from formers.nn.feedforward import Activation, make_feed_forward
-from formers.nn.kernels import KERNELS, make_kernel
+from formers.nn.kernel_table import KERNELS, make_kernel
 from formers.nn.long_attention import LongAttentionConfig
 from formers.nn.norms import NormKind, make_norm
 
@@ -40,7 +40,7 @@ class BlockConfig(Config):
     dropout: float = 0.1  # on residual branches and embeddings
     attn_dropout: float | None = None  # on attention weights; None = dropout
     attention_scale: float | None = None  # None = 1/sqrt(d_head); 1.0 = unscaled
-    kernel: str = "sdpa"  # an entry of formers.nn.kernels.KERNELS (long inputs: see nn/long_attention.py)
+    kernel: str = "sdpa"  # an entry of formers.nn.kernel_table.KERNELS (long inputs: see nn/long_attention.py)
     attention: LongAttentionConfig = dataclasses.field(default_factory=LongAttentionConfig)  # long kinds' sizes
     checkpoint: bool = False  # recompute each block in backward: activation memory of one block, ~1.3x time
 

@@ -49,6 +49,12 @@ class PositionScheme(nn.Module):
         return None
 
 
+def position_limit(model: nn.Module) -> int | None:
+    """The most positions any of `model`'s learned position tables covers (None: no limit)."""
+    limits = [m.position_limit for m in model.modules() if getattr(m, "position_limit", None) is not None]
+    return min(limits, default=None)
+
+
 class NoPositions(PositionScheme):
     """No position information: self-attention is then permutation-equivariant."""
 

@@ -8,7 +8,8 @@ of the T_k positions, as with a KV cache). A query row with nothing to attend to
 returns zeros and finite gradients on every path.
 
 The SDPA kernel is the fast path (fused flash / memory-efficient kernels); the explicit
-kernel materialises the weights, which is what interpretability and teaching need.
+kernel materialises the weights, which is what interpretability and teaching need. The
+long-context kinds build on these two; kernel_table.py lists them all by name.
 """
 
 from __future__ import annotations
@@ -85,9 +86,12 @@ def sdpa_attention(
 
 
 class SDPAKernel:
-    """Fast path (default)."""
+    """Fast path (default). Built as every kernel is, from (config, causal); it needs neither."""
 
     name = "sdpa"
+
+    def __init__(self, config=None, causal: bool = False) -> None:
+        pass
 
     def __call__(self, q, k, v, **kw) -> torch.Tensor:
         return sdpa_attention(q, k, v, **kw)
@@ -98,7 +102,7 @@ class ExplicitKernel:
 
     name = "explicit"
 
-    def __init__(self, record: bool = False) -> None:
+    def __init__(self, config=None, causal: bool = False, *, record: bool = False) -> None:
         self.record = record
         self.weights: torch.Tensor | None = None
 
@@ -107,25 +111,3 @@ class ExplicitKernel:
         if self.record:
             self.weights = weights.detach()
         return out
-
-
-# The long-context kinds build on the dense kernels above, so they are imported after them.
-from formers.nn.long_attention import LONG_KERNELS, SELF_ONLY, LongAttentionConfig  # noqa: E402
-
-# name -> factory(config: LongAttentionConfig, causal: bool) -> kernel (a callable, or an nn.Module with weights)
-KERNELS = {
-    "sdpa": lambda config, causal: SDPAKernel(),
-    "explicit": lambda config, causal: ExplicitKernel(),
-    **LONG_KERNELS,
-}
-
-
-def make_kernel(name: str, config: LongAttentionConfig | None = None, *, causal: bool = False, cross: bool = False):
-    """Build the kernel a config names; long kinds read their sizes from `config`.
-
-    Cross-attention (`cross=True`) keeps dense SDPA for the kinds defined over one
-    sequence's positions (see long_attention.SELF_ONLY).
-    """
-    if cross and name in SELF_ONLY:
-        name = "sdpa"
-    return KERNELS[name](config or LongAttentionConfig(), causal)

@@ -8,9 +8,10 @@
 | linformer      | keys and values projected to k rows (Linformer)         | O(T k)         | no     | -        |
 | lsh            | hash into buckets, sort, attend nearby (Reformer)       | O(T c)         | yes    | no       |
 
-Every kind is a kernel with the dense kernels' call signature (kernels.py), so any model
-selects one with one config field and nothing else changes. Cross-attention stays dense:
-windows, blocks, buckets and projections are defined over one sequence's positions.
+Every kind is a kernel with the dense kernels' call signature (kernels.py), listed by name in
+kernel_table.py, so any model selects one with one config field and nothing else changes.
+Cross-attention stays dense: windows, blocks, buckets and projections are defined over one
+sequence's positions. This module holds their sizes (LongAttentionConfig); each kind is its own file.
 """
 
 from __future__ import annotations
@@ -18,10 +19,6 @@ from __future__ import annotations
 import dataclasses
 
 from formers.config import Config, check
-from formers.nn.chunked_attention import ChunkedKernel
-from formers.nn.linformer import LinformerKernel
-from formers.nn.local_attention import BlockSparseKernel, SlidingWindowKernel
-from formers.nn.lsh_attention import LSHKernel
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -53,16 +50,3 @@ class LongAttentionConfig(Config):
               f"at most linformer_max_len={self.linformer_max_len} (a projection cannot add rows)")
         check(self.lsh_buckets == 1 or (self.lsh_buckets >= 2 and self.lsh_buckets % 2 == 0),
               f"{name}.lsh_buckets", self.lsh_buckets, "1 or an even number (buckets come from +-rotations)")
-
-
-# name -> factory(config, causal) -> kernel
-LONG_KERNELS = {
-    "chunked": ChunkedKernel,
-    "sliding_window": SlidingWindowKernel,
-    "block_sparse": BlockSparseKernel,
-    "linformer": LinformerKernel,
-    "lsh": LSHKernel,
-}
-
-# Kinds defined by one sequence's own positions: cross-attention uses dense SDPA instead.
-SELF_ONLY = frozenset({"sliding_window", "block_sparse", "linformer", "lsh"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -10,6 +11,14 @@ from torch import nn
 from formers.config import Config, check
 
 IGNORE_INDEX = -100  # label value excluded from the loss (padding, prompt tokens)
+
+
+class Weighted(NamedTuple):
+    """A metric averaged over another unit than the loss's targets (sequences, pairs), with its count:
+    the Trainer weighs it by `count` across micro-batches, ranks and validation batches."""
+
+    mean: torch.Tensor
+    count: int | torch.Tensor
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -22,17 +31,19 @@ class CausalLMConfig(Config):
 
 
 def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> dict:
-    """Mean cross-entropy over positions whose label is not IGNORE_INDEX, plus accuracy.
+    """Mean cross-entropy over positions whose label is not IGNORE_INDEX, accuracy, and their count.
 
-    Softmax runs in fp32 whatever the logits' dtype (bf16 under autocast), through `ChunkedCrossEntropy`.
+    "n_targets" tells the Trainer how many targets the mean is over, so that accumulated micro-batches
+    and ranks weigh by targets (see training/trainer.py); a batch without targets has loss 0. Softmax
+    runs in fp32 whatever the logits' dtype (bf16 under autocast), through `ChunkedCrossEntropy`.
     """
     flat_logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
     flat_labels = labels.reshape(-1)  # (N,)
     loss, predicted = ChunkedCrossEntropy.apply(flat_logits, flat_labels, label_smoothing)
     with torch.no_grad():
-        valid = flat_labels != IGNORE_INDEX
-        accuracy = ((predicted == flat_labels) & valid).sum() / valid.sum().clamp(min=1)
-    return {"loss": loss, "accuracy": accuracy}
+        n_targets = (flat_labels != IGNORE_INDEX).sum()
+        accuracy = (predicted == flat_labels).sum() / n_targets.clamp(min=1)  # ignored labels never match
+    return {"loss": loss, "accuracy": accuracy, "n_targets": n_targets}
 
 
 class ChunkedCrossEntropy(torch.autograd.Function):
@@ -53,7 +64,7 @@ class ChunkedCrossEntropy(torch.autograd.Function):
         rows = max(1, _BLOCK // v)
         valid = labels != IGNORE_INDEX
         target = labels.clamp(min=0)  # ignored rows point at class 0 and weigh nothing
-        weight = valid / valid.sum()  # (N,); all ignored -> 0/0 = nan, as F.cross_entropy
+        weight = valid / valid.sum().clamp(min=1)  # (N,); all ignored -> loss 0 (it weighs n_targets = 0)
         lse, mean = torch.empty(n, device=logits.device), torch.zeros(n, device=logits.device)
         predicted = torch.empty(n, dtype=torch.long, device=logits.device)
         grad = torch.empty_like(logits) if ctx.needs_input_grad[0] else None

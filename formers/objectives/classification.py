@@ -54,7 +54,7 @@ class SequenceRegression:
                             f"{scores.shape[1]} outputs; give (B,) labels for one output, (B, n) for n")
         with torch.no_grad():
             mae = (scores - labels).abs().mean()
-        return {"loss": F.mse_loss(scores, labels), "mae": mae}
+        return {"loss": F.mse_loss(scores, labels), "mae": mae, "n_targets": labels.numel()}
 
 
 class TokenClassification:
@@ -89,7 +89,7 @@ class SpanExtraction:
             spans = best_spans(logits, batch.get("attention_mask"))
             gold = torch.stack([batch["start_positions"], batch["end_positions"]], dim=-1)
             exact = (spans == gold).all(-1).float().mean()
-        return {"loss": loss, "exact_match": exact}
+        return {"loss": loss, "exact_match": exact, "n_targets": len(logits)}
 
 
 def sentence_embeddings(model: nn.Module, batch: dict, prefix: str = "", pooling: Pooling = "mean") -> torch.Tensor:
@@ -112,4 +112,8 @@ class PairContrastive:
         anchors = sentence_embeddings(model, batch, pooling=self.pooling)  # (B, D)
         pairs = sentence_embeddings(model, batch, prefix="pair_", pooling=self.pooling)  # (B, D)
         logits = self.scale * anchors @ pairs.T  # (B, B): row i's positive is column i
-        return token_cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+        metrics = token_cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+        # In-batch negatives make the loss a per-batch quantity (a larger batch is a harder task, not
+        # more of the same one): no n_targets, so each micro-batch weighs 1.
+        metrics.pop("n_targets")
+        return metrics

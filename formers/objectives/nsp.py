@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from formers.errors import DataError
+from formers.objectives.causal_lm import Weighted
 from formers.objectives.masked_lm import masked_lm_loss
 
 IS_NEXT, IS_RANDOM = 0, 1
@@ -91,7 +92,12 @@ def next_sentence_loss(nsp_logits: torch.Tensor, labels: torch.Tensor) -> dict:
 
 
 class BertPretraining:
-    """BERT's pretraining loss: masked LM + next-sentence prediction, one forward pass."""
+    """BERT's pretraining loss: masked LM + next-sentence prediction, one forward pass.
+
+    The loss adds a mean over masked tokens to a mean over sentence pairs, so no one count of
+    targets weighs it: it carries no n_targets (each micro-batch weighs 1, as in BERT). Its MLM
+    metrics are weighed by masked tokens, its NSP metrics by pairs.
+    """
 
     def __call__(self, model: nn.Module, batch: dict) -> dict:
         out = model(batch["input_ids"], attention_mask=batch.get("attention_mask"),
@@ -100,6 +106,7 @@ class BertPretraining:
         nsp = next_sentence_loss(out.nsp_logits, batch["next_sentence_label"])
         return {
             "loss": mlm["loss"] + nsp["loss"],
-            "mlm_loss": mlm["loss"].detach(), "mlm_accuracy": mlm["accuracy"],
+            "mlm_loss": Weighted(mlm["loss"].detach(), mlm["n_targets"]),
+            "mlm_accuracy": Weighted(mlm["accuracy"], mlm["n_targets"]),
             "nsp_loss": nsp["loss"].detach(), "nsp_accuracy": nsp["accuracy"],
         }

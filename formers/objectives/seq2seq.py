@@ -16,8 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from formers.config import Config, check
-from formers.errors import DataError
-from formers.objectives.causal_lm import IGNORE_INDEX, token_cross_entropy
+from formers.data.batches import pad_sequences
+from formers.objectives.causal_lm import IGNORE_INDEX, Weighted, token_cross_entropy
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -37,16 +37,6 @@ def shift_right(labels: torch.Tensor, decoder_start_token_id: int, pad_id: int) 
     return shifted.masked_fill(shifted == IGNORE_INDEX, pad_id)
 
 
-def pad_sequences(sequences: Sequence[torch.Tensor], pad_value: int) -> torch.Tensor:
-    """1-D tensors of different lengths -> (B, T_max), padded on the right."""
-    if not sequences or any(s.dim() != 1 for s in sequences):
-        raise DataError("pad_sequences takes a non-empty list of 1-D tensors")
-    out = torch.full((len(sequences), max(len(s) for s in sequences)), pad_value, dtype=torch.long)
-    for i, s in enumerate(sequences):
-        out[i, : len(s)] = s
-    return out
-
-
 def collate_pairs(sources: Sequence[torch.Tensor], targets: Sequence[torch.Tensor], pad_id: int) -> dict:
     """(source, target) token sequences -> {"input_ids", "attention_mask", "labels"} (padding ignored)."""
     input_ids = pad_sequences(sources, pad_id)
@@ -56,7 +46,8 @@ def collate_pairs(sources: Sequence[torch.Tensor], targets: Sequence[torch.Tenso
 
 
 class Seq2SeqLM:
-    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll_loss, token and sequence accuracy.
+    """batch {"input_ids", "attention_mask", "labels"} -> label-smoothed loss, nll_loss, token and sequence accuracy,
+    n_targets (target tokens).
 
     The decoder start token is the model's own (`model.config.decoder_start_token_id`) unless
     given. The target's right padding needs no decoder mask: the decoder is causal, so a real
@@ -83,5 +74,5 @@ class Seq2SeqLM:
             metrics["nll_loss"] = F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE_INDEX)
             # Every target token right under teacher forcing = greedy decoding reproduces the target exactly.
             wrong = (out.logits.argmax(-1) != labels) & (labels != IGNORE_INDEX)
-            metrics["sequence_accuracy"] = (~wrong.any(dim=1)).float().mean()
+            metrics["sequence_accuracy"] = Weighted((~wrong.any(dim=1)).float().mean(), len(labels))  # per sequence
         return metrics

@@ -49,9 +49,10 @@ from formers.alignment.data import PREFERENCE_FIELDS, RecordBatches
 from formers.config import Config
 from formers.data import train_tokenizer
 from formers.errors import ConfigError
-from formers.io import WEIGHTS_FILE, load, load_tokenizer, load_weights, read_weights, resolve_checkpoint
+from formers.io import load, load_tokenizer
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.storage import load_model_weights, resolve_checkpoint
+from formers.tasks.base import Recipe, Run, Task
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -98,8 +99,7 @@ def policy_for(recipe: Recipe, tokenizer, init_from: str | None) -> torch.nn.Mod
     torch.manual_seed(recipe.trainer.seed)
     model = build_model(recipe.model.replace(vocab_size=tokenizer.vocab_size))
     if init_from is not None:
-        file = resolve_checkpoint(init_from) / WEIGHTS_FILE
-        load_weights(model, read_weights(file), source=str(file))
+        load_model_weights(model, resolve_checkpoint(init_from))
     return model
 
 
@@ -142,11 +142,11 @@ def _demos(recipe: Recipe, tokenizer, split: str):
     return sft_examples(RuleTask(recipe.objective.rules).demonstrations(split), tokenizer, recipe.model.max_seq_len)
 
 
-register_task("align_sft", Task(
+ALIGN_SFT = Task(
     objective_config=AlignSFTConfig, make_objective=lambda recipe: SFT(recipe.objective.sft), build=build_sft,
     report=lambda recipe, run: policy_report(recipe, run),
     eval_data=lambda recipe, tok: sft_eval_batches(_demos(recipe, tok, "val"), tok.pad_id, recipe.trainer.batch_size),
-))
+)
 
 
 # ---- align_reward ----------------------------------------------------------------------------------------------
@@ -169,10 +169,10 @@ def reward_report(recipe: Recipe, run: Run) -> str:
     return f"pairwise accuracy on {len(test)} fresh test pairs: {accuracy:.4f}"
 
 
-register_task("align_reward", Task(
+ALIGN_REWARD = Task(
     objective_config=AlignRewardConfig, make_objective=lambda recipe: RewardObjective(recipe.objective.reward),
     build=build_reward, report=reward_report, eval_data=lambda recipe, tok: _pair_sources(recipe, tok)[1],
-))
+)
 
 
 # ---- align_dpo -------------------------------------------------------------------------------------------------
@@ -204,10 +204,10 @@ def dpo_report(recipe: Recipe, run: Run) -> str:
     return policy_report(recipe, run, reference)
 
 
-register_task("align_dpo", Task(
+ALIGN_DPO = Task(
     objective_config=AlignDPOConfig, make_objective=_dpo_eval_objective, build=build_dpo, report=dpo_report,
     eval_data=lambda recipe, tok: _pair_sources(recipe, tok)[1],
-))
+)
 
 
 # ---- align_ppo -------------------------------------------------------------------------------------------------
@@ -237,8 +237,8 @@ def run_ppo(recipe: Recipe, out_dir: str | Path, *, resume: bool = False) -> dic
     return result
 
 
-register_task("align_ppo", Task(
+ALIGN_PPO = Task(
     objective_config=AlignPPOConfig, make_objective=_not_a_trainer_task, build=_not_a_trainer_task,
     report=lambda recipe, run: "", eval_data=lambda recipe, tok: [],
     own_loop=lambda recipe, out_dir, resume: run_ppo(recipe, out_dir, resume=resume),
-))
+)

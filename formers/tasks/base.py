@@ -13,6 +13,7 @@ from formers.config import Config, apply_overrides, check
 from formers.data import TokenizerConfig
 from formers.errors import ConfigError
 from formers.registry import model_config_from_dict
+from formers.tasks.registry import get_task
 from formers.training import TrainerConfig
 
 
@@ -56,13 +57,10 @@ class Recipe(Config):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, where: str | None = None) -> Recipe:
-        _ensure_loaded()
         data = dict(data)
-        task_name = data.get("task", "causal_lm")
-        if task_name not in TASKS:
-            raise ConfigError(f"task={task_name!r} is not allowed; expected one of {sorted(TASKS)}")
+        task = get_task(data.get("task", "causal_lm"))
         model = model_config_from_dict(data.pop("model", None) or {}, where="model")
-        objective = TASKS[task_name].objective_config.from_dict(data.pop("objective", None) or {}, where="objective")
+        objective = task.objective_config.from_dict(data.pop("objective", None) or {}, where="objective")
         recipe = super().from_dict(data, where=where or "recipe")
         recipe.model, recipe.objective = model, objective
         return recipe
@@ -94,9 +92,6 @@ class Task:
     test_metrics: Callable[[Recipe, Run], dict[str, float]] | None = None
 
 
-TASKS: dict[str, Task] = {}
-
-
 def expectation_lines(expect: dict[str, float], metrics: dict[str, float]) -> list[str]:
     """Compare a recipe's stated quality with what the run reached (losses are upper bounds, others lower)."""
     lines = []
@@ -111,26 +106,8 @@ def expectation_lines(expect: dict[str, float], metrics: dict[str, float]) -> li
     return lines
 
 
-def register_task(name: str, task: Task) -> None:
-    TASKS[name] = task
-
-
-def _ensure_loaded() -> None:
-    import formers.tasks.alignment  # noqa: F401  (registers align_sft, align_reward, align_dpo, align_ppo)
-    import formers.tasks.captioning  # noqa: F401  (registers captioning)
-    import formers.tasks.clip  # noqa: F401  (registers clip)
-    import formers.tasks.image_tokenizer  # noqa: F401  (registers image_tokenizer)
-    import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
-    import formers.tasks.pretraining  # noqa: F401  (registers masked_lm, span_corruption, denoising)
-    import formers.tasks.seq2seq_tasks  # noqa: F401  (registers sequence_seq2seq)
-    import formers.tasks.text_to_image  # noqa: F401  (registers text_to_image)
-    import formers.tasks.vlp  # noqa: F401  (registers vlp)
-    import formers.tasks.vqa  # noqa: F401  (registers vqa)
-
-
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:
     """Read a YAML recipe, apply dotted overrides, validate everything."""
-    _ensure_loaded()
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; see the recipes/ folder for examples")

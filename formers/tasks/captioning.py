@@ -18,7 +18,7 @@ from formers.generation import generate
 from formers.metrics import bleu4, cider_d
 from formers.objectives.captioning import CaptionLM, caption_texts
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.shapes_tasks import EVAL_SPLITS, ShapesTaskConfig, shapes_split, task_tokenizer
 
 WRAP = ("[BOS]", "[EOS]")
@@ -89,5 +89,5 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("captioning", Task(objective_config=CaptioningConfig, make_objective=make_objective, build=build,
-                                 report=report, eval_data=eval_data))
+CAPTIONING = Task(objective_config=CaptioningConfig, make_objective=make_objective, build=build,
+                                 report=report, eval_data=eval_data)

@@ -27,7 +27,7 @@ from formers.interop.pretrained import resolve_pretrained
 from formers.io import load_tokenizer
 from formers.objectives import Contrastive, ContrastiveConfig
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.clip_data import (
     ClipData,
     LabelledCaptionsConfig,
@@ -180,5 +180,5 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("clip", Task(objective_config=ClipTaskConfig, make_objective=make_objective, build=build,
-                           report=report, eval_data=eval_data, test_metrics=held_out_metrics))
+CLIP_TASK = Task(objective_config=ClipTaskConfig, make_objective=make_objective, build=build,
+                           report=report, eval_data=eval_data, test_metrics=held_out_metrics)

@@ -32,7 +32,7 @@ from formers.nn.quantize import perplexity
 from formers.objectives.image_losses import ImageLossConfig
 from formers.objectives.reconstruction import ImageReconstruction
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.training import distributed
 
 SPLIT_SEED = 0  # the validation images are the same whatever the training seed
@@ -154,9 +154,9 @@ def report(recipe: Recipe, run: Run) -> str:
     ])
 
 
-register_task("image_tokenizer", Task(
+IMAGE_TOKENIZER = Task(
     objective_config=ImageTokenizerConfig, make_objective=make_objective, build=build, report=report,
-    eval_data=eval_data, test_metrics=test_metrics))
+    eval_data=eval_data, test_metrics=test_metrics)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
     import json
 
-    from formers.io import resolve_checkpoint
+    from formers.storage import resolve_checkpoint
     from formers.text_to_image import save_image_grid
 
     parser = argparse.ArgumentParser(prog="python -m formers.tasks.image_tokenizer", description=main.__doc__)

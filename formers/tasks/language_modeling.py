@@ -8,7 +8,7 @@ from formers.data import TokenWindows, eval_windows, load_corpus, split_text, tr
 from formers.generation import generate, left_pad
 from formers.objectives import CausalLM, CausalLMConfig
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.training import distributed
 
 
@@ -23,8 +23,8 @@ def encode_corpus(recipe: Recipe):
     """Read the corpus, train the tokenizer on the training part, return (tokenizer, train ids, val ids)."""
     train_text, val_text = corpus_split(recipe)
     tokenizer = train_tokenizer(recipe.tokenizer, train_text)
-    train_ids = torch.tensor(tokenizer.encode(train_text), dtype=torch.long)
-    val_ids = torch.tensor(tokenizer.encode(val_text), dtype=torch.long)
+    train_ids = torch.tensor(tokenizer.encode(train_text, add_special_tokens=False), dtype=torch.long)
+    val_ids = torch.tensor(tokenizer.encode(val_text, add_special_tokens=False), dtype=torch.long)
     return tokenizer, train_ids, val_ids
 
 
@@ -51,7 +51,7 @@ def build(recipe: Recipe) -> Run:
 
 def eval_data(recipe: Recipe, tokenizer) -> list[dict]:
     """The validation windows, encoded with the checkpoint's own tokenizer."""
-    val_ids = torch.tensor(tokenizer.encode(corpus_split(recipe)[1]), dtype=torch.long)
+    val_ids = torch.tensor(tokenizer.encode(corpus_split(recipe)[1], add_special_tokens=False), dtype=torch.long)
     t = recipe.trainer
     return eval_windows(val_ids, seq_len=recipe.data.seq_len, batch_size=t.batch_size, max_batches=t.eval_batches)
 
@@ -72,5 +72,5 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("causal_lm", Task(
-    objective_config=CausalLMConfig, make_objective=make_objective, build=build, report=report, eval_data=eval_data))
+CAUSAL_LM = Task(
+    objective_config=CausalLMConfig, make_objective=make_objective, build=build, report=report, eval_data=eval_data)

@@ -32,7 +32,7 @@ from formers.objectives import (
     word_ids_from_starts,
 )
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.language_modeling import corpus_split
 from formers.tasks.pretraining_data import (
     baseline_report,
@@ -54,7 +54,7 @@ def special_ids(tokenizer: Tokenizer) -> list[int]:
 
 @dataclasses.dataclass
 class Pretraining:
-    """A pretraining task from its moving parts; `register` makes it a recipe `task:`.
+    """A pretraining task from its moving parts; `task` makes it the Task a recipe's `task:` names.
 
     make_batch(recipe, tokenizer, token stream) -> (generator -> batch): the seeded transform.
     make_objective(recipe) -> objective(model, batch). metric(recipe): the validation loss the
@@ -80,16 +80,16 @@ class Pretraining:
 
     def eval_data(self, recipe: Recipe, tokenizer: Tokenizer) -> list[dict]:
         """The validation batches again, from the checkpoint's own tokenizer (`formers eval`)."""
-        val_ids = torch.tensor(tokenizer.encode(corpus_split(recipe)[1]), dtype=torch.long)
+        val_ids = torch.tensor(tokenizer.encode(corpus_split(recipe)[1], add_special_tokens=False), dtype=torch.long)
         t = recipe.trainer
         return fixed_batches(self.make_batch(recipe, tokenizer, val_ids), t.seed, t.eval_batches)
 
     def report(self, recipe: Recipe, run: Run) -> str:
         return baseline_report(recipe, run, self.metric(recipe)) + "\n" + self.example(run)
 
-    def register(self, name: str, objective_config: type) -> None:
-        register_task(name, Task(objective_config=objective_config, make_objective=self.make_objective,
-                                 build=self.build, report=self.report, eval_data=self.eval_data))
+    def task(self, objective_config: type) -> Task:
+        return Task(objective_config=objective_config, make_objective=self.make_objective, build=self.build,
+                    report=self.report, eval_data=self.eval_data)
 
 
 # ---- masked_lm: BERT --------------------------------------------------------------------
@@ -201,9 +201,9 @@ def seq2seq_example(run: Run) -> str:
     return f"source: {show(batch['input_ids'][0])}\ntarget: {show(labels)}\ngreedy: {show(out)}"
 
 
-Pretraining(lambda r: [MASK, CLS, SEP], mlm_batches, mlm_objective, _mlm_metric, mlm_example).register(
-    "masked_lm", MaskedLMConfig)
-Pretraining(t5_specials, span_batches, seq2seq_objective, _nll, seq2seq_example).register(
-    "span_corruption", SpanCorruptionConfig)
-Pretraining(lambda r: [MASK], denoise_batches, seq2seq_objective, _nll, seq2seq_example).register(
-    "denoising", BartNoiseConfig)
+MASKED_LM = Pretraining(lambda r: [MASK, CLS, SEP], mlm_batches, mlm_objective, _mlm_metric, mlm_example).task(
+    MaskedLMConfig)
+SPAN_CORRUPTION = Pretraining(t5_specials, span_batches, seq2seq_objective, _nll, seq2seq_example).task(
+    SpanCorruptionConfig)
+DENOISING = Pretraining(lambda r: [MASK], denoise_batches, seq2seq_objective, _nll, seq2seq_example).task(
+    BartNoiseConfig)

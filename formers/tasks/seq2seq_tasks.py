@@ -25,7 +25,7 @@ from formers.data.tasks import (
 from formers.generation import generate
 from formers.objectives import Seq2SeqLM, Seq2SeqLMConfig, collate_pairs
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -47,8 +47,8 @@ class SequenceSeq2SeqConfig(Config):
 def encode_pairs(examples: list[tuple[str, str]], tokenizer) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Strings -> token tensors; both sides end with EOS (the decoder learns to stop)."""
     eos = [tokenizer.eos_id]
-    sources = [torch.tensor(tokenizer.encode(s) + eos) for s, _ in examples]
-    targets = [torch.tensor(tokenizer.encode(t) + eos) for _, t in examples]
+    sources = [torch.tensor(tokenizer.encode(s, add_special_tokens=False) + eos) for s, _ in examples]
+    targets = [torch.tensor(tokenizer.encode(t, add_special_tokens=False) + eos) for _, t in examples]
     return sources, targets
 
 
@@ -118,6 +118,6 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("sequence_seq2seq", Task(
+SEQUENCE_SEQ2SEQ = Task(
     objective_config=SequenceSeq2SeqConfig, make_objective=make_objective, build=build, report=report,
-    eval_data=eval_data))
+    eval_data=eval_data)

@@ -32,7 +32,7 @@ from formers.errors import ConfigError
 from formers.io import load
 from formers.objectives.text_to_image import TextToImageLM, TextToImageLMConfig
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.text_to_image_judge import load_judge, measure_prompts
 from formers.text_to_image import encode_captions
 from formers.training import distributed
@@ -132,6 +132,6 @@ def report(recipe: Recipe, run: Run) -> str:
     return measure_prompts(recipe, run.model, run.tokenizer, load_judge(cfg.judge))["report"]
 
 
-register_task("text_to_image", Task(
+TEXT_TO_IMAGE = Task(
     objective_config=TextToImageConfig, make_objective=make_objective, build=build, report=report,
-    eval_data=eval_data, test_metrics=test_metrics))
+    eval_data=eval_data, test_metrics=test_metrics)

@@ -16,7 +16,8 @@ from torch import nn
 
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.errors import CheckpointError, ConfigError
-from formers.io import load, load_tokenizer, resolve_checkpoint
+from formers.io import load, load_tokenizer
+from formers.storage import resolve_checkpoint
 from formers.text_to_image import ClipScorer, rerank, sample_images
 
 PAIR_TEMPLATE = "an image of a {colour} {shape}"

@@ -17,7 +17,7 @@ import torch
 from formers.data.shapes_batches import MatchingBatches
 from formers.objectives.matching import VisionLanguagePretraining, VLPObjectiveConfig, rerank_retrieval
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.shapes_tasks import EVAL_SPLITS, ShapesTaskConfig, shapes_split, task_tokenizer
 
 
@@ -91,5 +91,5 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("vlp", Task(objective_config=VLPTaskConfig, make_objective=make_objective, build=build,
-                          report=report, eval_data=eval_data))
+VLP_TASK = Task(objective_config=VLPTaskConfig, make_objective=make_objective, build=build,
+                          report=report, eval_data=eval_data)

@@ -21,7 +21,7 @@ from formers.errors import ConfigError
 from formers.io import load
 from formers.objectives.vqa import VQALoss, predict_answers
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task, register_task
+from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.shapes_tasks import EVAL_SPLITS, ShapesTaskConfig, fit_model, shapes_split, task_tokenizer
 
 
@@ -129,5 +129,5 @@ def report(recipe: Recipe, run: Run) -> str:
     return "\n".join(lines)
 
 
-register_task("vqa", Task(objective_config=VQAConfig, make_objective=make_objective, build=build, report=report,
-                          eval_data=eval_data))
+VQA = Task(objective_config=VQAConfig, make_objective=make_objective, build=build, report=report,
+                          eval_data=eval_data)

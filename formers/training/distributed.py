@@ -34,8 +34,8 @@ import torch.distributed as dist
 from torch import nn
 
 from formers.errors import ConfigError, ShapeMismatchError
-from formers.io import load_weights, unique_state_dict
 from formers.nn.blocks import Block
+from formers.storage import load_weights, unique_state_dict
 
 Mode = Literal["none", "ddp", "fsdp"]
 

@@ -1,7 +1,16 @@
 """The one training loop. It knows a model, an objective and a batch source, nothing more.
 
-    objective(model, batch) -> {"loss": tensor, **metrics}
+    objective(model, batch) -> {"loss": tensor, **metrics, optional "n_targets": count}
     source.next_batch() -> batch;  source.state_dict() / load_state_dict(d)  (for exact resume)
+
+Weighing by targets. When an objective's "loss" is a mean over targets (tokens of a causal
+LM, masked positions of an MLM, response tokens of SFT), it says over how many in
+"n_targets". A step's gradient is then that of the mean over every target of the step: each
+micro-batch's loss weighs n_targets / N, N the targets of all micro-batches and all ranks, so
+k accumulated micro-batches (or N ranks) equal one large batch, however unevenly the targets
+fall. Without n_targets a micro-batch weighs 1 (a contrastive loss is a per-batch quantity).
+Metrics are averaged with the same weights; a metric over another unit is returned as a
+(mean, count) pair and weighed by its own count (Seq2SeqLM's per-sequence accuracy).
 
 The same loop runs one process or many under torchrun (`distributed: ddp | fsdp`, see
 distributed.py): each rank's source yields its own part of the global batch, metrics are
@@ -21,10 +30,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from formers import storage
 from formers.config import Config, check
-from formers.errors import CheckpointError, NonFiniteLossError
-from formers.io import WEIGHTS_FILE, load, read_weights, save_model
+from formers.errors import CheckpointError, DataError, NonFiniteLossError
 from formers.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler, param_groups
+from formers.registry import build_model
 from formers.training import checkpoint as ckpt
 from formers.training import distributed
 from formers.training.distributed import Mode
@@ -145,32 +155,32 @@ class Trainer:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
 
     def train_step(self) -> dict[str, float]:
-        """Accumulate gradients over micro-batches, average metrics over ranks, check, clip, update."""
+        """Accumulate gradients over micro-batches, weigh them by targets, check, clip, update."""
         self.wrapped.train()
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.config.grad_accum
-        sums, keys = None, []
+        tally = Tally(self.device)
         for i in range(accum):
             batch = move(self.source.next_batch(), self.device)
             # DDP/FSDP all-reduce gradients only after the last micro-batch
             with self.strategy.gradient_sync(self.wrapped, enabled=i == accum - 1):
                 with self.autocast():
                     metrics = self.objective(self.forward_model, batch)
-                (metrics["loss"] / accum).backward()
-            keys = list(metrics)
-            values = _vector([*metrics.values(), batch_tokens(batch)], self.device)
-            sums = values if sums is None else sums + values
-        *means, tokens = distributed.all_sum(sums).tolist()  # one sync per step, not one per metric
-        totals = {k: v / (accum * distributed.group_size()) for k, v in zip(keys, means, strict=True)}
+                weight = tally.add(metrics, batch_tokens(batch))
+                # n_targets x the mean = the loss summed over targets; divided by all targets below
+                (metrics["loss"] * weight).backward()
+        totals, n_targets = tally.means(train=True)  # one all-reduce per step, not one per metric
         if not math.isfinite(totals["loss"]):  # the same on every rank: all stop together
             raise NonFiniteLossError(
                 f"loss is {totals['loss']} at step {self.step}; no update was applied and the last checkpoint "
                 f"in {self.out_dir} is intact. Lower trainer.optimizer.lr, add warmup or set grad_clip"
             )
-        for callback in self.callbacks:
-            callback(self)
         if self.master is not None:
             self.master.grads_to_master()
+        # DDP and FSDP average gradients over ranks; the sum over every target of the step is wanted.
+        self._scale_grads(distributed.group_size() / n_targets)
+        for callback in self.callbacks:  # they see the step's final gradients, before clipping
+            callback(self)
         if self.config.grad_clip is not None:
             norm = float(distributed.scalar(torch.nn.utils.clip_grad_norm_(self._params(), self.config.grad_clip)))
             if not math.isfinite(norm):
@@ -184,12 +194,19 @@ class Trainer:
             self.master.master_to_model()
         self.scheduler.step()
         self.step += 1
-        totals["tokens"] = tokens
         return totals
 
     @torch.no_grad()
+    def _scale_grads(self, factor: float) -> None:
+        if factor != 1.0:
+            grads = [p.grad for p in self._params() if p.grad is not None]
+            for grad in grads:  # (DTensors under FSDP: one op each, not a foreach over mixed layouts)
+                grad.mul_(factor)
+
+    @torch.no_grad()
     def evaluate(self, batches: Sequence[dict] | None = None) -> dict[str, float]:
-        """Mean of each metric over the validation batches, in eval mode; ranks share the batches out."""
+        """Each metric over the validation batches (weighed by targets, as in training), in eval mode;
+        ranks share the batches out."""
         batches = list(self.val_batches if batches is None else batches)[: self.config.eval_batches]
         if not batches:
             return {}
@@ -197,18 +214,15 @@ class Trainer:
         self.wrapped.eval()
         mine = batches[distributed.group_rank() :: distributed.group_size()]
         rounds = math.ceil(len(batches) / distributed.group_size())
-        sums, keys = None, []
+        tally = Tally(self.device)
         for i in range(rounds):
             # Every rank runs the same number of forwards (FSDP all-gathers in each); spares count zero.
-            batch, weight = (mine[i], 1.0) if i < len(mine) else (batches[0], 0.0)
+            batch, present = (mine[i], True) if i < len(mine) else (batches[0], False)
             with self.autocast():
                 metrics = self.objective(self.forward_model, move(batch, self.device))
-            keys = list(metrics)
-            values = _vector(list(metrics.values()), self.device) * weight
-            sums = values if sums is None else sums + values
+            tally.add(metrics, 0, present=present)
         self.wrapped.train(was_training)
-        means = distributed.all_sum(sums).tolist()
-        return {f"val/{k}": v / len(batches) for k, v in zip(keys, means, strict=True)}
+        return {f"val/{k}": v for k, v in tally.means(train=False)[0].items()}
 
     # ---- the loop -------------------------------------------------------------------
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
@@ -230,7 +244,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
         self._say(self.precision_choice.line)
-        latest = ckpt.latest_checkpoint(self.out_dir) if resume else None
+        latest = storage.latest_checkpoint(self.out_dir) if resume else None
         if latest is not None:
             self.load_checkpoint(latest)
         else:
@@ -261,7 +275,7 @@ class Trainer:
         if self.master is not None:
             self.master.restore()  # hand back an fp32 model holding the exact master weights
         if self.strategy.name == "fsdp" and self.is_main:
-            self.model = load(final, device=self.device)  # shards need every rank; the whole model does not
+            self.model = self._whole_model(final)
         self.logger.plot()
         self.logger.close()
         return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step,
@@ -271,6 +285,11 @@ class Trainer:
         """A line for the person watching (rank 0, when progress is on), printed above the progress bar."""
         if self.is_main and self.config.progress:
             tqdm.write(line)
+
+    def _whole_model(self, folder: Path) -> nn.Module:
+        """After FSDP, rank 0's model whole again: a fresh copy loaded from the final checkpoint
+        (shards need every rank to gather; the file does not)."""
+        return storage.load_model_weights(build_model(self.model.config), folder).to(self.device).eval()
 
     def _eval_and_log(self) -> dict[str, float]:
         metrics = self.evaluate()
@@ -290,44 +309,44 @@ class Trainer:
             weights.update(self.master.state())  # the fp32 masters, not their bf16 rounding
         optimizer = self.strategy.optimizer_state(self.model, self.optimizer)
         rngs = distributed.gather(ckpt.rng_state())
-        final = self.out_dir / ckpt.checkpoint_name(self.step)
+        final = self.out_dir / storage.checkpoint_name(self.step)
         if self.is_main:
             self._write_checkpoint(final, weights, optimizer, rngs)
         distributed.barrier()  # nobody reads (resumes) before the folder exists
         return final if self.is_main else None
 
     def _write_checkpoint(self, final: Path, weights: dict, optimizer: dict, rngs: list) -> None:
-        with ckpt.atomic_write_dir(final) as tmp:
-            save_model(self.model, tmp, self.tokenizer, state=weights)
+        with storage.atomic_write_dir(final) as tmp:
+            storage.save_model(self.model, tmp, self.tokenizer, state=weights)
             tensors, meta = ckpt.split_optimizer_state(optimizer)
-            ckpt.save_tensors(tmp / "optimizer.safetensors", tensors)
-            ckpt.write_json(tmp / "optimizer.json", meta)
-            ckpt.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
+            storage.save_tensors(tmp / "optimizer.safetensors", tensors)
+            storage.write_json(tmp / "optimizer.json", meta)
+            storage.write_json(tmp / "scheduler.json", self.scheduler.state_dict())
             for r, (tensors, meta) in enumerate(rngs):
-                ckpt.save_tensors(tmp / _rng_file(r, "safetensors"), tensors)
-                ckpt.write_json(tmp / _rng_file(r, "json"), meta)
+                storage.save_tensors(tmp / _rng_file(r, "safetensors"), tensors)
+                storage.write_json(tmp / _rng_file(r, "json"), meta)
             state = {"step": self.step, "data": self.source.state_dict(), "history": self.logger.history,
                      "world_size": len(rngs)}
-            ckpt.write_json(tmp / "trainer_state.json", state)
+            storage.write_json(tmp / "trainer_state.json", state)
             if self.extra_state is not None:
-                ckpt.write_json(tmp / "extra.json", self.extra_state)
-        for old in ckpt.list_checkpoints(self.out_dir)[: -self.config.keep_last]:
-            ckpt.remove_checkpoint(old)
+                storage.write_json(tmp / "extra.json", self.extra_state)
+        for old in storage.list_checkpoints(self.out_dir)[: -self.config.keep_last]:
+            storage.remove_checkpoint(old)
 
     def load_checkpoint(self, folder: Path) -> None:
         """Restore everything `save_checkpoint` wrote, so the next step is the one that would have run.
 
         Every rank reads the same folder (a shared filesystem across machines)."""
-        weights = read_weights(folder / WEIGHTS_FILE)
-        self.strategy.load_model_state(self.model, weights, str(folder / WEIGHTS_FILE))
+        weights = storage.read_tensors(folder / storage.WEIGHTS_FILE)
+        self.strategy.load_model_state(self.model, weights, str(folder / storage.WEIGHTS_FILE))
         if self.master is not None:
             self.master.load(weights)
         optimizer = ckpt.join_optimizer_state(
-            ckpt.load_tensors(folder / "optimizer.safetensors"), ckpt.read_json(folder / "optimizer.json")
+            storage.read_tensors(folder / "optimizer.safetensors"), storage.read_json(folder / "optimizer.json")
         )
         self.strategy.load_optimizer_state(self.model, self.optimizer, optimizer)
-        self.scheduler.load_state_dict(ckpt.read_json(folder / "scheduler.json"))
-        state = ckpt.read_json(folder / "trainer_state.json")
+        self.scheduler.load_state_dict(storage.read_json(folder / "scheduler.json"))
+        state = storage.read_json(folder / "trainer_state.json")
         if state["step"] > self.config.max_steps:
             raise CheckpointError(
                 f"{folder} is at step {state['step']}, past trainer.max_steps={self.config.max_steps}; raise max_steps"
@@ -337,8 +356,8 @@ class Trainer:
         self.logger.history = list(state.get("history", []))
         r = distributed.rank()
         if (folder / _rng_file(r, "safetensors")).is_file():
-            ckpt.set_rng_state(ckpt.load_tensors(folder / _rng_file(r, "safetensors")),
-                               ckpt.read_json(folder / _rng_file(r, "json")))
+            ckpt.set_rng_state(storage.read_tensors(folder / _rng_file(r, "safetensors")),
+                               storage.read_json(folder / _rng_file(r, "json")))
         else:  # more ranks than the run that saved: a fresh stream per rank (exact only at the same world size)
             torch.manual_seed(self.config.seed + r + 1_000_003 * self.step)
 
@@ -351,6 +370,45 @@ def _rng_file(rank: int, suffix: str) -> str:
 def _vector(values: list, device: torch.device) -> torch.Tensor:
     """Metrics (tensors or numbers) as one float64 vector, so ranks reduce them in one collective."""
     return torch.stack([torch.as_tensor(v).detach().to(device, torch.float64).reshape(()) for v in values])
+
+
+class Tally:
+    """Weighted sums of a step's (or an evaluation's) metrics, reduced over ranks in one collective.
+
+    Each result weighs its n_targets (1 without); a (mean, count) metric weighs its own count.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.keys, self.sums = device, [], None
+
+    def add(self, metrics: dict, tokens: int, *, present: bool = True) -> torch.Tensor:
+        """Add one result (popping its n_targets); returns its weight, a detached tensor, for the loss."""
+        n = metrics.pop("n_targets", None)
+        weight = torch.as_tensor(1.0 if n is None else n, device=self.device).detach().to(torch.float32)
+        values, counts = [], []
+        for value in metrics.values():
+            value, count = value if isinstance(value, tuple) else (value, weight)
+            values.append(torch.as_tensor(value).detach() * count)
+            counts.append(count)
+        scale = 1.0 if present else 0.0  # a spare evaluation forward counts nothing
+        vector = _vector([*values, *counts, tokens], self.device) * scale
+        self.keys = list(metrics)
+        self.sums = vector if self.sums is None else self.sums + vector
+        return weight
+
+    def means(self, *, train: bool) -> tuple[dict[str, float], float]:
+        """(metric -> weighted mean over every result of every rank, the loss's total weight)."""
+        *sums, tokens = distributed.all_sum(self.sums).tolist()
+        k = len(self.keys)
+        values, counts = sums[:k], sums[k:]
+        n_targets = counts[self.keys.index("loss")] if "loss" in self.keys else 1.0
+        if n_targets <= 0:
+            raise DataError("this step's batches hold no targets (n_targets = 0 on every micro-batch and rank); "
+                            "check the data: every batch needs at least one label that is not ignored")
+        out = {key: v / c if c else float("nan") for key, v, c in zip(self.keys, values, counts, strict=True)}
+        if train:
+            out["tokens"] = tokens
+        return out, n_targets
 
 
 def perplexity(loss: float) -> float:

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from formers.tasks import TASKS, load_recipe
+from formers.tasks import get_task, load_recipe
 from formers.tasks.alignment import run_ppo
 from formers.training import Trainer
 
@@ -14,7 +14,7 @@ TINY = {"model.d_model": 32, "objective.rules.n_train": 200, "objective.rules.n_
 
 def stage(name, out, **overrides):
     recipe = load_recipe(RECIPES / f"align-{name}.yaml", {**TINY, **overrides})
-    task = TASKS[recipe.task]
+    task = get_task(recipe.task)
     run = task.build(recipe)
     result = Trainer(run.model, run.objective, run.train_source, config=recipe.trainer, out_dir=out,
                      val_batches=run.val_batches, tokenizer=run.tokenizer,

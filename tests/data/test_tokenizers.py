@@ -85,9 +85,33 @@ def test_max_chars_limits_training_text(pydocs):
     assert tok.encode("d") == [tok.unk_id]
 
 
-def test_encode_batch_matches_encode(bpe):
+def test_encode_batch_pads_masks_and_matches_encode(bpe):
     texts = [TRICKY, UNSEEN, "x", ""]
-    assert bpe.encode_batch(texts) == [bpe.encode(t) for t in texts]
+    batch = bpe.encode_batch(texts)
+    lengths = [len(bpe.encode(t)) for t in texts]
+    assert batch["input_ids"].shape == batch["attention_mask"].shape == (4, max(lengths))
+    assert batch["input_ids"].dtype == batch["attention_mask"].dtype == torch.long
+    assert batch["attention_mask"].sum(1).tolist() == lengths
+    for row, mask, text in zip(batch["input_ids"], batch["attention_mask"], texts, strict=True):
+        assert row[mask.bool()].tolist() == bpe.encode(text)
+        assert (row[~mask.bool()] == bpe.pad_id).all()
+
+
+def test_encode_batch_truncates_and_refuses_ragged_rows_without_padding(bpe):
+    cut = bpe.encode_batch([TRICKY, "x"], truncation=5)
+    assert cut["input_ids"].shape == (2, 5) and cut["input_ids"][0].tolist() == bpe.encode(TRICKY)[:5]
+    with pytest.raises(DataError, match="padding=True"):
+        bpe.encode_batch([TRICKY, "x"], padding=False)
+    assert bpe.encode_batch(["ab", "cd"], padding=False)["input_ids"].shape == (2, len(bpe.encode("ab")))
+    with pytest.raises(DataError, match="truncation=True needs the tokenizer's max_length"):
+        bpe.encode_batch(["x"], truncation=True)
+    assert bpe.encode_batch([])["input_ids"].shape == (0, 0)
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_our_tokenizers_add_no_special_tokens(kind, char, bpe):
+    tok = char if kind == "char" else bpe  # no post-processor: add_special_tokens changes nothing
+    assert tok.encode(TRICKY) == tok.encode(TRICKY, add_special_tokens=False)
 
 
 def test_decode_accepts_tensor_and_rejects_out_of_vocab(bpe):
@@ -111,6 +135,26 @@ def test_save_load_gives_same_ids(kind, char, bpe, tmp_path):
         for text in (TRICKY, UNSEEN, "a<eos>b"):
             assert loaded.encode(text) == tok.encode(text)
             assert loaded.decode(loaded.encode(text)) == tok.decode(tok.encode(text))
+
+
+def test_settings_beside_tokenizer_json_round_trip(char, tmp_path):
+    char.save(tmp_path / "ours")
+    assert not (tmp_path / "ours" / "tokenizer_config.json").exists()  # our defaults need no file
+    other = Tokenizer(char.backend, pad_token="<eos>", eos_token=None, max_length=7)
+    other.save(tmp_path / "other")
+    assert json.loads((tmp_path / "other" / "tokenizer_config.json").read_text()) == {
+        "pad_token": "<eos>", "unk_token": "<unk>", "model_max_length": 7}
+    loaded = Tokenizer.load(tmp_path / "other")
+    assert (loaded.pad_id, loaded.eos_id, loaded.unk_id, loaded.max_length) == (char.eos_id, None, char.unk_id, 7)
+    assert loaded.encode_batch([TRICKY], truncation=True)["input_ids"].shape == (1, 7)
+
+
+def test_hugging_face_settings_files_are_read(char, tmp_path):
+    char.save(tmp_path)
+    (tmp_path / "special_tokens_map.json").write_text(json.dumps({"pad_token": {"content": "<eos>"}}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"unk_token": "<pad>", "model_max_length": 1e30}))
+    loaded = Tokenizer.load(tmp_path)  # AddedToken dicts are read by content; 1e30 means "no limit known"
+    assert (loaded.pad_id, loaded.eos_id, loaded.unk_id, loaded.max_length) == (char.eos_id, None, char.pad_id, None)
 
 
 def test_load_missing_or_corrupt_raises_checkpoint_error(tmp_path):

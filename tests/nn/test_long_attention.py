@@ -10,7 +10,8 @@ from formers import generate
 from formers.errors import AttentionFitError, ConfigError
 from formers.models import GPT, GPTConfig
 from formers.nn import BlockConfig, make_block, sliding_window_mask
-from formers.nn.kernels import SDPAKernel, explicit_attention, make_kernel
+from formers.nn.kernel_table import make_kernel
+from formers.nn.kernels import SDPAKernel, explicit_attention
 from formers.nn.long_attention import LongAttentionConfig
 from formers.nn.lsh_attention import SELF_PENALTY
 from formers.nn.masks import padding_mask

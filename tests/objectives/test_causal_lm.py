@@ -48,3 +48,14 @@ def test_no_gradient_work_without_grad_and_one_backward_only():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="one backward pass"):
         loss.backward()
+
+
+def test_counts_its_targets_and_a_batch_without_any_weighs_nothing():
+    logits = torch.randn(2, 5, 7, requires_grad=True)
+    labels = torch.tensor([[1, 2, IGNORE_INDEX, 3, IGNORE_INDEX], [IGNORE_INDEX] * 4 + [6]])
+    out = token_cross_entropy(logits, labels)
+    assert out["n_targets"] == 4  # the Trainer weighs this micro-batch's mean by it
+    none = token_cross_entropy(logits, torch.full_like(labels, IGNORE_INDEX))
+    none["loss"].backward()
+    assert none["n_targets"] == 0 and none["loss"].item() == 0.0  # not nan: weighed 0, it must not poison the step
+    assert logits.grad.abs().max() == 0.0

@@ -46,10 +46,11 @@ def test_label_smoothed_loss_by_hand():
     # fp32 against the exact value: a few roundings of 6e-8 relative each; 1e-6 relative allows ~16
     assert out["loss"].item() == pytest.approx(smoothed, rel=1e-6)
     assert out["nll_loss"].item() == pytest.approx(nll, rel=1e-6)
-    assert out["sequence_accuracy"].item() == 1.0  # the one counted token is the argmax
+    assert out["sequence_accuracy"] == (1.0, 1)  # the one counted token is the argmax; one sequence
+    assert out["n_targets"] == 1  # the Trainer weighs this batch by its one target
     assert seen["decoder_input_ids"].tolist() == [[START, 0]]
     wrong = Seq2SeqLM(decoder_start_token_id=START)(Fake(), {"input_ids": labels, "labels": torch.tensor([[1, 1]])})
-    assert wrong["sequence_accuracy"].item() == 0.0 and wrong["accuracy"].item() == 0.5
+    assert wrong["sequence_accuracy"].mean == 0.0 and wrong["accuracy"].item() == 0.5 and wrong["n_targets"] == 2
 
 
 def test_prefix_split_ignores_the_prefix():

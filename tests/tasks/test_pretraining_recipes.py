@@ -61,7 +61,8 @@ def test_transformer_reverses_unseen_lengths_greedy_and_beam(tmp_path, capsys):
     greedy = float(re.search(r"exact match, greedy: ([\d.]+)%", printed).group(1))
     beam = float(re.search(r"exact match, beam \(num_beams=4\): ([\d.]+)%", printed).group(1))
     assert greedy >= 90 and beam >= 90, printed
-    assert abs(last["val/sequence_accuracy"] * 100 - greedy) < 1e-6  # teacher-forced argmax = greedy decoding
+    # teacher-forced argmax = greedy decoding; the metric is a float32 fraction (rounding ~6e-8) read as a percentage
+    assert abs(last["val/sequence_accuracy"] * 100 - greedy) < 1e-4
     assert main(["eval", str(tmp_path)]) == 0
     evaluated = re.search(r"val/sequence_accuracy: ([\d.]+)", capsys.readouterr().out)
     assert abs(float(evaluated.group(1)) - last["val/sequence_accuracy"]) < 1e-4  # a count ratio, printed to 1e-4

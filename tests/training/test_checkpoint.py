@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from formers import storage
 from formers.errors import CheckpointError, ShapeMismatchError
 from formers.optim import OptimizerConfig, ScheduleConfig, build_optimizer, build_scheduler
 from formers.training import checkpoint as ckpt
@@ -13,36 +14,36 @@ from formers.training import checkpoint as ckpt
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
-    with pytest.raises(RuntimeError, match="killed"), ckpt.atomic_write_dir(tmp_path / "step-00000001") as tmp:
+    with pytest.raises(RuntimeError, match="killed"), storage.atomic_write_dir(tmp_path / "step-00000001") as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".tmp-")
         (tmp / "a.txt").write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-    with ckpt.atomic_write_dir(tmp_path / "step-00000002") as tmp:
+    with storage.atomic_write_dir(tmp_path / "step-00000002") as tmp:
         (tmp / "sub").mkdir()
         (tmp / "sub" / "a.txt").write_text("whole")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000002"]
     assert (tmp_path / "step-00000002" / "sub" / "a.txt").read_text() == "whole"
-    assert (tmp_path / "step-00000002" / ckpt.COMPLETE).is_file()
-    assert ckpt.latest_checkpoint(tmp_path) == tmp_path / "step-00000002"
+    assert (tmp_path / "step-00000002" / storage.COMPLETE).is_file()
+    assert storage.latest_checkpoint(tmp_path) == tmp_path / "step-00000002"
 
 
 def test_failed_rewrite_keeps_the_old_folder_and_a_clean_one_replaces_it(tmp_path):
-    final = tmp_path / ckpt.checkpoint_name(3)
-    with ckpt.atomic_write_dir(final) as tmp:
+    final = tmp_path / storage.checkpoint_name(3)
+    with storage.atomic_write_dir(final) as tmp:
         (tmp / "old.txt").write_text("old")
-    with pytest.raises(KeyboardInterrupt), ckpt.atomic_write_dir(final) as tmp:
+    with pytest.raises(KeyboardInterrupt), storage.atomic_write_dir(final) as tmp:
         (tmp / "new.txt").write_text("new")
         raise KeyboardInterrupt
-    assert sorted(p.name for p in final.iterdir()) == [ckpt.COMPLETE, "old.txt"]
-    with ckpt.atomic_write_dir(final) as tmp:
+    assert sorted(p.name for p in final.iterdir()) == [storage.COMPLETE, "old.txt"]
+    with storage.atomic_write_dir(final) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in final.iterdir()) == [ckpt.COMPLETE, "new.txt"]
+    assert sorted(p.name for p in final.iterdir()) == [storage.COMPLETE, "new.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [final.name]  # the old folder moved aside is gone
 
 
 def test_checkpoint_folders_follow_the_umask(tmp_path):
-    with ckpt.atomic_write_dir(tmp_path / "step-00000001"):
+    with storage.atomic_write_dir(tmp_path / "step-00000001"):
         pass
     assert stat.S_IMODE((tmp_path / "step-00000001").stat().st_mode) != 0o700  # mkdtemp's mode would be
 
@@ -50,27 +51,27 @@ def test_checkpoint_folders_follow_the_umask(tmp_path):
 def test_incomplete_folders_are_not_checkpoints(tmp_path):
     (tmp_path / "step-00000005").mkdir()  # no COMPLETE: a crash mid-write by other means
     (tmp_path / ".tmp-step-00000006-x").mkdir()
-    (tmp_path / ".tmp-step-00000006-x" / ckpt.COMPLETE).write_text("ok")
+    (tmp_path / ".tmp-step-00000006-x" / storage.COMPLETE).write_text("ok")
     (tmp_path / "step-00000007").write_text("a file, not a folder")
     (tmp_path / "notes").mkdir()
-    assert ckpt.list_checkpoints(tmp_path) == [] and ckpt.latest_checkpoint(tmp_path) is None
+    assert storage.list_checkpoints(tmp_path) == [] and storage.latest_checkpoint(tmp_path) is None
     for step in (10, 2, 100_000_000):
-        with ckpt.atomic_write_dir(tmp_path / ckpt.checkpoint_name(step)):
+        with storage.atomic_write_dir(tmp_path / storage.checkpoint_name(step)):
             pass
-    assert [p.name for p in ckpt.list_checkpoints(tmp_path)] == ["step-00000002", "step-00000010", "step-100000000"]
-    assert ckpt.list_checkpoints(tmp_path / "absent") == []
+    assert [p.name for p in storage.list_checkpoints(tmp_path)] == ["step-00000002", "step-00000010", "step-100000000"]
+    assert storage.list_checkpoints(tmp_path / "absent") == []
 
 
 def test_remove_checkpoint(tmp_path):
     for step in (1, 2):
-        with ckpt.atomic_write_dir(tmp_path / ckpt.checkpoint_name(step)) as tmp:
+        with storage.atomic_write_dir(tmp_path / storage.checkpoint_name(step)) as tmp:
             (tmp / "w.txt").write_text("w")
-    ckpt.remove_checkpoint(tmp_path / "step-00000001")
+    storage.remove_checkpoint(tmp_path / "step-00000001")
     assert [p.name for p in tmp_path.iterdir()] == ["step-00000002"]
 
 
 def test_checkpoint_name_is_zero_padded():
-    assert ckpt.checkpoint_name(42) == "step-00000042"
+    assert storage.checkpoint_name(42) == "step-00000042"
 
 
 # ---- files ------------------------------------------------------------------------------------
@@ -79,8 +80,8 @@ def test_checkpoint_name_is_zero_padded():
 def test_tensors_round_trip_with_shared_storage_and_views(tmp_path):
     w = torch.randn(4, 3, requires_grad=True)
     tensors = {"w": w, "tied": w, "rows": w[1:], "t": w.t(), "step": torch.tensor(3.0), "b": torch.ones(2).bfloat16()}
-    ckpt.save_tensors(tmp_path / "t.safetensors", tensors, metadata={"format": "pt"})
-    back = ckpt.load_tensors(tmp_path / "t.safetensors")
+    storage.save_tensors(tmp_path / "t.safetensors", tensors, metadata={"format": "pt"})
+    back = storage.read_tensors(tmp_path / "t.safetensors")
     assert back.keys() == tensors.keys()
     for k, v in tensors.items():
         assert torch.equal(back[k], v.detach()) and back[k].dtype == v.dtype and back[k].shape == v.shape
@@ -88,55 +89,55 @@ def test_tensors_round_trip_with_shared_storage_and_views(tmp_path):
 
 
 def test_json_is_sorted_and_round_trips(tmp_path):
-    ckpt.write_json(tmp_path / "a.json", {"b": [1, 2.5], "a": None})
+    storage.write_json(tmp_path / "a.json", {"b": [1, 2.5], "a": None})
     assert (tmp_path / "a.json").read_text() == '{\n  "a": null,\n  "b": [\n    1,\n    2.5\n  ]\n}\n'
-    assert ckpt.read_json(tmp_path / "a.json") == {"a": None, "b": [1, 2.5]}
+    assert storage.read_json(tmp_path / "a.json") == {"a": None, "b": [1, 2.5]}
     with pytest.raises(TypeError):
-        ckpt.write_json(tmp_path / "a.json", {"x": object()})
-    assert ckpt.read_json(tmp_path / "a.json") == {"a": None, "b": [1, 2.5]}  # a failed write keeps the old file
+        storage.write_json(tmp_path / "a.json", {"x": object()})
+    assert storage.read_json(tmp_path / "a.json") == {"a": None, "b": [1, 2.5]}  # a failed write keeps the old file
 
 
 def test_corrupt_files_raise_checkpoint_error(tmp_path):
     path = tmp_path / "t.safetensors"
-    ckpt.save_tensors(path, {"x": torch.ones(100)})
+    storage.save_tensors(path, {"x": torch.ones(100)})
     data = path.read_bytes()
     for bad in (data[:50], data[:-4], b"", b"\xff" * 64, data[:8] + b"{" * (len(data) - 8)):
         path.write_bytes(bad)
         with pytest.raises(CheckpointError, match="truncated or corrupt.*re-save it or pick another checkpoint"):
-            ckpt.load_tensors(path)
+            storage.read_tensors(path)
     with pytest.raises(CheckpointError, match="none.safetensors is missing"):
-        ckpt.load_tensors(tmp_path / "none.safetensors")
+        storage.read_tensors(tmp_path / "none.safetensors")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.int64])
 def test_a_flipped_byte_in_tensor_data_is_caught(tmp_path, dtype):
     path = tmp_path / "t.safetensors"
     tensors = {"a": torch.arange(300).to(dtype), "b": torch.zeros(0), "c": torch.ones(2, 3, dtype=dtype)}
-    ckpt.save_tensors(path, tensors)
-    assert all(torch.equal(v, tensors[k]) for k, v in ckpt.load_tensors(path).items())
+    storage.save_tensors(path, tensors)
+    assert all(torch.equal(v, tensors[k]) for k, v in storage.read_tensors(path).items())
     data = bytearray(path.read_bytes())
     data[-7] ^= 0x10  # one bit of the last tensor's data: header and size still agree
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="t.safetensors is corrupt: its tensor data does not match the checksum"):
-        ckpt.load_tensors(path)
+        storage.read_tensors(path)
 
 
 def test_safetensors_files_from_other_tools_load_without_a_checksum(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"x": torch.ones(3)}, str(tmp_path / "hf.safetensors"))
-    assert torch.equal(ckpt.load_tensors(tmp_path / "hf.safetensors")["x"], torch.ones(3))
+    assert torch.equal(storage.read_tensors(tmp_path / "hf.safetensors")["x"], torch.ones(3))
 
 
 def test_corrupt_json_raises_checkpoint_error(tmp_path):
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(CheckpointError, match="bad.json is not valid JSON"):
-        ckpt.read_json(tmp_path / "bad.json")
+        storage.read_json(tmp_path / "bad.json")
     (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(CheckpointError, match="not valid JSON"):
-        ckpt.read_json(tmp_path / "bin.json")
+        storage.read_json(tmp_path / "bin.json")
     with pytest.raises(CheckpointError, match="missing"):
-        ckpt.read_json(tmp_path / "none.json")
+        storage.read_json(tmp_path / "none.json")
 
 
 # ---- optimizer state --------------------------------------------------------------------------
@@ -160,9 +161,9 @@ def train(model, opt, sched, batches):
 
 def save_and_reload(opt, tmp_path):
     tensors, meta = ckpt.optimizer_state_to_tensors(opt)
-    ckpt.save_tensors(tmp_path / "optimizer.safetensors", tensors)
-    ckpt.write_json(tmp_path / "optimizer.json", meta)
-    return ckpt.load_tensors(tmp_path / "optimizer.safetensors"), ckpt.read_json(tmp_path / "optimizer.json")
+    storage.save_tensors(tmp_path / "optimizer.safetensors", tensors)
+    storage.write_json(tmp_path / "optimizer.json", meta)
+    return storage.read_tensors(tmp_path / "optimizer.safetensors"), storage.read_json(tmp_path / "optimizer.json")
 
 
 def assert_same_state(a: dict, b: dict):
@@ -229,11 +230,11 @@ def test_rng_round_trip_through_files(tmp_path):
     torch.rand(1), random.random(), np.random.rand()  # move every stream away from its seed
     tensors, meta = ckpt.rng_state()
     assert tensors["torch_cpu"].dtype == torch.uint8
-    ckpt.save_tensors(tmp_path / "rng.safetensors", tensors)
-    ckpt.write_json(tmp_path / "rng.json", meta)
+    storage.save_tensors(tmp_path / "rng.safetensors", tensors)
+    storage.write_json(tmp_path / "rng.json", meta)
     expected = (torch.rand(3), random.random(), random.gauss(0, 1), np.random.rand(2))
     torch.manual_seed(999), random.seed(999), np.random.seed(999)
-    ckpt.set_rng_state(ckpt.load_tensors(tmp_path / "rng.safetensors"), ckpt.read_json(tmp_path / "rng.json"))
+    ckpt.set_rng_state(storage.read_tensors(tmp_path / "rng.safetensors"), storage.read_json(tmp_path / "rng.json"))
     assert torch.equal(torch.rand(3), expected[0])
     assert random.random() == expected[1] and random.gauss(0, 1) == expected[2]
     assert np.array_equal(np.random.rand(2), expected[3])

@@ -14,8 +14,11 @@ import pytest
 import torch
 
 import formers
+from formers import storage
 from formers.cli import main
+from formers.objectives import CausalLM
 from formers.training import distributed
+from tests.training.weighting import micro_batches, relative_error, step_gradients
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPE = str(ROOT / "recipes" / "gpt-pydocs-char.yaml")
@@ -28,15 +31,15 @@ TINY = [
 PER_RANK_BATCH = 2
 
 
-def launch(jobs: list[list[str]], logs: Path, world: int = 2) -> None:
-    """Start `world` ranks of tests/training/distributed_worker.py, as torchrun would."""
+def launch(jobs: list[list[str]], logs: Path, world: int = 2, worker: str = "distributed_worker.py") -> None:
+    """Start `world` ranks of tests/training/<worker>, as torchrun would."""
     procs = []
     for rank in range(world):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                "MASTER_ADDR": "127.0.0.1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
         with open(logs / f"rank{rank}.log", "w") as log:
             procs.append(subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("distributed_worker.py")), str(logs), json.dumps(jobs)],
+                [sys.executable, str(Path(__file__).with_name(worker)), str(logs), json.dumps(jobs)],
                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             ))
     try:
@@ -122,6 +125,16 @@ def test_only_rank_zero_writes(runs):
     assert {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "rng-rank1.safetensors"} <= files
     assert len((runs / "ddp" / "metrics.jsonl").read_text().splitlines()) == len(
         (runs / "one" / "metrics.jsonl").read_text().splitlines())  # one writer: no line twice
+
+
+def test_two_ranks_with_uneven_targets_equal_one_process(tmp_path):
+    """Rank 0 accumulates micro-batches of 14 and 0 targets, rank 1 of 3 and 9: the step's gradient is the
+    mean over all 26 targets, as one process accumulating the four (tests/training/test_weighting.py)."""
+    launch([], tmp_path, worker="weighting_worker.py")
+    ranks = storage.read_tensors(tmp_path / "grads.safetensors")
+    one, metrics, _ = step_gradients(CausalLM(), micro_batches(), 4, tmp_path / "one")
+    assert relative_error(ranks, one) < 1e-6  # fp32 sums in another order (~1e-7), as in test_weighting.py
+    assert abs(storage.read_json(tmp_path / "metrics.json")["loss"] - metrics["loss"]) < 1e-6 * metrics["loss"]
 
 
 def test_one_process_ignores_the_mode_and_many_need_one(monkeypatch):

@@ -8,8 +8,8 @@ from formers.data import TokenWindows
 from formers.errors import NonFiniteLossError
 from formers.models import GPT, GPTConfig
 from formers.objectives import CausalLM
+from formers.storage import latest_checkpoint, list_checkpoints
 from formers.training import Trainer, TrainerConfig
-from formers.training.checkpoint import latest_checkpoint, list_checkpoints
 
 TINY = dict(vocab_size=30, d_model=32, n_heads=4, n_layers=2, max_seq_len=32)
 
