@@ -145,10 +145,15 @@ def cmd_train(args, overrides: dict[str, Any]) -> None:
     test = task.test_metrics(recipe, run) if task.test_metrics is not None else {}
     for key, value in sorted(test.items()):
         print(f"{key}: {value:.4f}")
+    stopped = (f"stopped by trainer.max_minutes={recipe.trainer.max_minutes:g} at step {trainer.step} of "
+               f"{recipe.trainer.max_steps}" if result["out_of_time"] else "")
     for line in expectation_lines(recipe.expect, {**after, **test}):
-        print(line)
+        # the recipe states what max_steps reach: a run the clock stopped early is not held to it
+        print(line.replace("(MISSED)", f"(not reached: {stopped})") if stopped else line)
     print(task.report(recipe, run))
     print(f"checkpoint: {out / f'step-{trainer.step:08d}'}  loss curve: {out / 'loss.png'}")
+    if stopped:
+        print(f"{stopped}; the same command with --resume=true continues")
 
 
 def train_own_loop(task, recipe, out: Path, resume: bool) -> None:

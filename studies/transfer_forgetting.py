@@ -82,6 +82,7 @@ class Settings:
     half_len: int = 32  # tokens per paragraph half (original task)
     n_heldout: int = 128  # held-out pairs for forgetting
     max_train_per_class: int = 60
+    max_test_per_class: int | None = None  # None: every paragraph not trained on (the quick run caps it)
     trunk_lr: float = 1e-4
     head_lr: float = 2e-3
     lora_lr: float = 1e-3
@@ -96,7 +97,8 @@ class Settings:
     precision: str = "auto"  # the table was measured in bf16 autocast, what auto picks on an AMX CPU
 
 
-QUICK = Settings(steps=12, n_heldout=48, max_train_per_class=16, seq_len=32, half_len=24, fisher_batches=3)
+QUICK = Settings(steps=12, n_heldout=48, max_train_per_class=16, max_test_per_class=20, seq_len=32, half_len=24,
+                 fisher_batches=3)
 
 
 # ---- data -------------------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def build_data(tokenizer, s: Settings, seed: int = 0) -> dict:
         paras = by_topic[topic][:]
         rng.shuffle(paras)
         cut = min(int(0.7 * len(paras)), s.max_train_per_class)
-        for split, chosen in ((train, paras[:cut]), (test, paras[cut:])):
+        for split, chosen in ((train, paras[:cut]), (test, paras[cut:][: s.max_test_per_class])):
             split[0].extend(encode(chosen))
             split[1].extend([label] * len(chosen))
     others = [p for t in sorted(by_topic) if t not in classes for p in by_topic[t]]

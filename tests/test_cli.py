@@ -95,6 +95,16 @@ def test_resume_continues_from_the_latest_checkpoint(tmp_path):
     assert (tmp_path / "step-00000046").is_dir()
 
 
+def test_a_time_budget_stops_the_run_and_says_how_to_continue(tmp_path, capsys):
+    # 1e-6 minutes: the first step is already past it
+    args = ["train", RECIPE, "--out", str(tmp_path), "--trainer.max_steps=40", "--trainer.max_minutes=1.0e-6", *SMALL]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    # the recipe's expectation is for 40 steps: a run the clock stopped is not reported as missing it
+    assert "(not reached: stopped by trainer.max_minutes=1e-06 at step 1 of 40)" in printed and "MISSED" not in printed
+    assert "--resume=true continues" in printed and (tmp_path / "step-00000001").is_dir()
+
+
 def test_generate_and_eval_from_the_command_line(trained):
     gen = cli("generate", str(trained), "--prompt", "The ", "--max_new_tokens", "30", "--seed", "3")
     assert gen.returncode == 0, gen.stderr

@@ -36,8 +36,8 @@ result["train_exit"] = main(["train", str(sys.argv[1]), "--out", sys.argv[2], *s
 print("RESULT " + json.dumps(result))
 """
 
-# The quick start's recipe and model, a few small steps of it
-QUICK = ["--trainer.max_steps=3", "--trainer.batch_size=4", "--trainer.eval_batches=1", "--data.max_chars=60000",
+# The quick start's recipe and model, a few small steps of it: enough for the ETA (after steps 2-6)
+QUICK = ["--trainer.max_steps=7", "--trainer.batch_size=4", "--trainer.eval_batches=1", "--data.max_chars=60000",
          "--sample.max_new_tokens=8", "--trainer.tensorboard=false", "--trainer.save_every=0"]
 
 
@@ -58,4 +58,5 @@ def test_an_avx2_cpu_gets_fp32_and_the_quick_start_trains(tmp_path):
     assert result["lstm_dtype"] == "torch.bfloat16" and result["lstm_generated"] == 7
     assert result["train_exit"] == 0
     assert "precision: auto -> fp32 (bf16 would be emulated here" in proc.stdout
-    assert "val/loss: " in proc.stdout and (tmp_path / "run" / "step-00000003" / "model.safetensors").is_file()
+    assert "pace: " in proc.stdout and "s/step (steps 2-6)" in proc.stdout
+    assert "val/loss: " in proc.stdout and (tmp_path / "run" / "step-00000007" / "model.safetensors").is_file()

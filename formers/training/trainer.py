@@ -39,6 +39,7 @@ from formers.training import checkpoint as ckpt
 from formers.training import distributed
 from formers.training.distributed import Mode
 from formers.training.logging import RunLogger
+from formers.training.pace import Pace
 from formers.training.precision import MasterWeights, Precision, autocast, choose_precision, probe, warn_once
 
 Objective = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
@@ -52,7 +53,10 @@ class BatchSource(Protocol):
 
 @dataclasses.dataclass(kw_only=True)
 class TrainerConfig(Config):
-    max_steps: int = 1000  # optimizer steps
+    max_steps: int = 1000  # optimizer steps; the LR schedule runs over them
+    # Wall-clock budget of one fit (None = none): past it the run stops with an eval and a checkpoint, and
+    # --resume continues the same schedule toward max_steps (see pace.py)
+    max_minutes: float | None = None
     batch_size: int = 16  # sequences per micro-batch (read by the data builder)
     grad_accum: int = 1  # micro-batches per optimizer step
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
@@ -80,6 +84,8 @@ class TrainerConfig(Config):
         for name in ("eval_every", "save_every"):
             check(getattr(self, name) >= 0, f"TrainerConfig.{name}", getattr(self, name), "an int >= 0")
         check(self.grad_clip is None or self.grad_clip > 0, "TrainerConfig.grad_clip", self.grad_clip, "> 0 or null")
+        check(self.max_minutes is None or self.max_minutes > 0, "TrainerConfig.max_minutes", self.max_minutes,
+              "> 0 or null")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -226,7 +232,8 @@ class Trainer:
 
     # ---- the loop -------------------------------------------------------------------
     def fit(self, *, resume: bool = False) -> dict[str, Any]:
-        """Train to max_steps; returns the first and last validation metrics and the history.
+        """Train to max_steps (or until max_minutes); returns the first and last validation metrics, the
+        history, the step reached and whether the time budget stopped it (`out_of_time`).
 
         Under torchrun the process group the Trainer joined is left at the end; after FSDP,
         rank 0's `self.model` is the trained model, gathered whole from the final checkpoint.
@@ -240,6 +247,7 @@ class Trainer:
 
     def _fit(self, resume: bool) -> dict[str, Any]:
         cfg = self.config
+        pace = Pace(first_step=0, max_steps=cfg.max_steps, max_minutes=cfg.max_minutes, eval_every=cfg.eval_every)
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
@@ -249,7 +257,26 @@ class Trainer:
             self.load_checkpoint(latest)
         else:
             torch.manual_seed(cfg.seed + distributed.rank())  # each rank its own dropout masks
-        first_eval = self._eval_and_log() if self.step == 0 else {}
+        pace.first_step = self.step
+        first_eval = self._timed(pace, self._eval_and_log) if self.step == 0 else {}
+        out_of_time = self._loop(pace)
+        if out_of_time:
+            self._say(f"time budget reached (trainer.max_minutes={cfg.max_minutes:g}) at step {self.step} of "
+                      f"{cfg.max_steps}: final eval and checkpoint; --resume=true continues")
+        last_eval = self._eval_and_log()
+        final = self.save_checkpoint()
+        if self.master is not None:
+            self.master.restore()  # hand back an fp32 model holding the exact master weights
+        if self.strategy.name == "fsdp" and self.is_main:
+            self.model = self._whole_model(final)
+        self.logger.plot()
+        self.logger.close()
+        return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step,
+                "precision": self.precision, "out_of_time": out_of_time}
+
+    def _loop(self, pace: Pace) -> bool:
+        """Steps to max_steps, logging, evaluating and saving on schedule; True if the time budget ended it."""
+        cfg = self.config
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.is_main), unit="step")
         window_tokens, window_start = 0, time.perf_counter()
         while self.step < cfg.max_steps:
@@ -265,21 +292,35 @@ class Trainer:
                                 tok_s=f"{record['train/tokens_per_s']:.0f}")
                 window_tokens, window_start = 0, time.perf_counter()
             bar.update(1)
+            eta = pace.step_done(self.step)
+            if eta:
+                self._say(eta)
             if cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < cfg.max_steps:
-                self._eval_and_log()
+                self._timed(pace, self._eval_and_log)
             if cfg.save_every and self.step % cfg.save_every == 0 and self.step < cfg.max_steps:
-                self.save_checkpoint()
+                self._timed(pace, self.save_checkpoint, is_eval=False)
+            if self.step < cfg.max_steps and self._out_of_time(pace):
+                bar.close()
+                return True
         bar.close()
-        last_eval = self._eval_and_log()
-        final = self.save_checkpoint()
-        if self.master is not None:
-            self.master.restore()  # hand back an fp32 model holding the exact master weights
-        if self.strategy.name == "fsdp" and self.is_main:
-            self.model = self._whole_model(final)
-        self.logger.plot()
-        self.logger.close()
-        return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step,
-                "precision": self.precision}
+        return False
+
+    def _timed(self, pace: Pace, fn: Callable[[], Any], *, is_eval: bool = True) -> Any:
+        """Run an eval or a save between steps, telling the pace it was not step time."""
+        start = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - start
+        pace.mark_pause(seconds)
+        if is_eval:
+            pace.timed_eval(seconds)
+        return result
+
+    def _out_of_time(self, pace: Pace) -> bool:
+        """Rank 0's clock decides for every rank: ranks that stopped apart would wait on each other forever."""
+        if self.config.max_minutes is None:
+            return False
+        flag = torch.tensor([float(pace.out_of_time() and self.is_main)], device=self.device)
+        return bool(distributed.all_sum(flag).item() > 0)
 
     def _say(self, line: str) -> None:
         """A line for the person watching (rank 0, when progress is on), printed above the progress bar."""
