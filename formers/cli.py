@@ -165,7 +165,8 @@ def cmd_eval(args) -> None:
     if not extra.is_file():
         raise ConfigError(f"{folder} has no extra.json with its recipe; eval needs a checkpoint written by `train`")
     recipe = Recipe.from_dict(read_json(extra)["recipe"])
-    model, tokenizer = load(folder), load_tokenizer(folder)
+    model = load(folder)
+    tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None  # image tasks have none
     task = TASKS[recipe.task]
     trainer = Trainer(model, task.make_objective(recipe), None, config=recipe.trainer, out_dir=folder,
                       val_batches=task.eval_data(recipe, tokenizer))

@@ -85,7 +85,8 @@ class TokenPool(nn.Module):
 
 
 def make_pooler(config: ViTConfig) -> nn.Module:
-    """"tanh" is BERT's pooler (a dense + tanh on [CLS]), which Hugging Face's ViTModel keeps."""
+    """The pooled vector: BERT's pooler (tanh of a dense layer on [CLS], kept by Hugging Face's ViTModel) for
+    pooler="tanh", else the [CLS] state or the mean of the tokens as they are."""
     return Pooler(config.d_model) if config.pooler == "tanh" else TokenPool(config.pooling)
 
 

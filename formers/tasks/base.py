@@ -114,6 +114,7 @@ def register_task(name: str, task: Task) -> None:
 
 def _ensure_loaded() -> None:
     import formers.tasks.alignment  # noqa: F401  (registers align_sft, align_reward, align_dpo, align_ppo)
+    import formers.tasks.image_classification  # noqa: F401  (registers image_classification)
     import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
     import formers.tasks.pretraining  # noqa: F401  (registers masked_lm, span_corruption, denoising)
     import formers.tasks.seq2seq_tasks  # noqa: F401  (registers sequence_seq2seq)
