@@ -2,6 +2,7 @@
 
 from formers.objectives.causal_lm import IGNORE_INDEX, CausalLM, CausalLMConfig, token_cross_entropy
 from formers.objectives.classification import (
+    ImageClassification,
     PairContrastive,
     SequenceClassification,
     SequenceRegression,
@@ -48,7 +49,8 @@ __all__ = [
     "next_sentence_pairs", "pad_sequences", "prefix_lm_split", "sentence_permutation", "sentinel_id",
     "shift_right", "span_corrupt", "text_infilling", "token_cross_entropy", "token_deletion", "token_masking",
     "word_ids_from_starts",
-    "PairContrastive", "SequenceClassification", "SequenceRegression", "SpanExtraction", "TokenClassification",
+    "ImageClassification", "PairContrastive", "SequenceClassification", "SequenceRegression", "SpanExtraction",
+    "TokenClassification",
     "best_spans", "model_inputs", "sentence_embeddings",
     "Contrastive", "ContrastiveConfig", "info_nce", "matches_from_ids",
     "L1", "L2", "Adversarial", "FeatureNetwork", "ImageLoss", "ImageLossConfig", "ImageReconstruction", "Perceptual",

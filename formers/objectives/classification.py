@@ -4,6 +4,7 @@ Every objective reads a batch {"input_ids" (B, T), optional "attention_mask", "t
 and its targets} and returns {"loss": ..., **metrics}:
 
 - `SequenceClassification`: labels (B,) class ids -> cross-entropy, accuracy.
+- `ImageClassification`: the same for an image model reading {"pixel_values" (B, C, H, W), "labels" (B,)}.
 - `SequenceRegression`: labels (B,) or (B, n) reals -> mean squared error (BERT's STS-B setup).
 - `TokenClassification`: labels (B, T), IGNORE_INDEX where no tag -> cross-entropy, accuracy.
 - `SpanExtraction`: start_positions, end_positions (B,) -> mean of the two cross-entropies
@@ -40,6 +41,17 @@ class SequenceClassification:
 
     def __call__(self, model: nn.Module, batch: dict) -> dict:
         logits = model(**model_inputs(batch)).logits  # (B, C)
+        return token_cross_entropy(logits, batch["labels"], self.label_smoothing)
+
+
+class ImageClassification:
+    """pixel_values (B, C, H, W), labels (B,) -> cross-entropy of an image model's logits (B, C), and accuracy."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, model: nn.Module, batch: dict) -> dict:
+        logits = model(batch["pixel_values"]).logits  # (B, C)
         return token_cross_entropy(logits, batch["labels"], self.label_smoothing)
 
 

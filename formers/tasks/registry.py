@@ -25,6 +25,7 @@ TASKS: dict[str, str] = {
     "align_dpo": "formers.tasks.alignment:ALIGN_DPO",
     "align_ppo": "formers.tasks.alignment:ALIGN_PPO",
     "captioning": "formers.tasks.captioning:CAPTIONING",
+    "image_classification": "formers.tasks.image_classification:IMAGE_CLASSIFICATION",
     "clip": "formers.tasks.clip:CLIP_TASK",
     "image_tokenizer": "formers.tasks.image_tokenizer:IMAGE_TOKENIZER",
     "text_to_image": "formers.tasks.text_to_image:TEXT_TO_IMAGE",
