@@ -122,7 +122,8 @@ class ShapesBatches(StepCounted):
     def fixed_batches(self, n: int, batch_size: int | None = None) -> list[dict[str, Tensor]]:
         """Images 0..n-1 of the split in order, in batches of `batch_size` rows (the source's by default;
         the last may be smaller); the random choices (which caption, question) come from a fixed seed, so
-        every evaluation and every run sees the same batches. Not sharded by rank."""
+        every evaluation and every run sees the same batches. Not sharded by rank. Evaluate on a source
+        over another split ("test", "heldout"): images 0..n-1 of a training source are training images."""
         batch_size = batch_size or self.batch_size
         if n < 1 or batch_size % self.rows_per_image:
             raise DataError(f"fixed_batches needs n >= 1 (got {n}) and batch_size a multiple of {self.rows_per_image}")

@@ -221,13 +221,13 @@ def _ref(o: ShapeObject, objects: Sequence[ShapeObject], rng: random.Random, by:
     return f"the {pick(generic, rng)} {where(o.position, rng)}"
 
 
-def ask_colour(objects, lang, rng) -> Question:
+def ask_colour(objects: list[ShapeObject], lang: Language, rng: random.Random) -> Question:
     o = rng.choice(objects)
     ref = _ref(o, objects, rng, ("position", "shape alone"))
     return Question(rng.choice(COLOUR_FORMS).format(ref), o.colour, "colour")
 
 
-def ask_shape(objects, lang, rng) -> Question:
+def ask_shape(objects: list[ShapeObject], lang: Language, rng: random.Random) -> Question:
     o = rng.choice(objects)
     if rng.random() < 0.5:
         return Question(SHAPE_FORMS[0].format(where(o.position, rng)), o.shape, "shape")
@@ -235,13 +235,13 @@ def ask_shape(objects, lang, rng) -> Question:
     return Question(SHAPE_FORMS[0].format(ref), o.shape, "shape")
 
 
-def ask_size(objects, lang, rng) -> Question:
+def ask_size(objects: list[ShapeObject], lang: Language, rng: random.Random) -> Question:
     o = rng.choice(objects)
     ref = _ref(o, objects, rng, ("pair", "position"))
     return Question(rng.choice(SIZE_FORMS).format(ref), o.size, "size")
 
 
-def ask_count(objects, lang, rng) -> Question:
+def ask_count(objects: list[ShapeObject], lang: Language, rng: random.Random) -> Question:
     by = rng.choice(("all", "colour", "shape", "size"))
     if by == "all":
         return Question(rng.choice(COUNT_FORMS[:3]), COUNT_WORDS[len(objects)], "count")
@@ -252,13 +252,13 @@ def ask_count(objects, lang, rng) -> Question:
     return Question(COUNT_FORMS[3].format(what), COUNT_WORDS[present.count(value)], "count")
 
 
-def ask_position(objects, lang, rng) -> Question:
+def ask_position(objects: list[ShapeObject], lang: Language, rng: random.Random) -> Question:
     o = rng.choice(objects)
     ref = _ref(o, objects, rng, ("pair", "shape alone", "colour alone"))
     return Question(rng.choice(POSITION_FORMS).format(ref), o.position, "position")
 
 
-def ask_yes_no(objects, lang, rng) -> Question:
+def ask_yes_no(objects: list[ShapeObject], lang: Language, rng: random.Random) -> Question:
     """Half "yes" (a present object), half "no" (the same question about an absent one)."""
     o = rng.choice(objects)
     pairs = {(p.colour, p.shape) for p in objects}

@@ -398,6 +398,7 @@ def test_image_set_labels():
     ({"colours": []}, "colours"),
     ({"heldout": ["mauve circle"]}, "heldout"),
     ({"heldout": ["red circle", "blue circle"], "colours": ["red", "blue"]}, "never be trained"),
+    ({"colours": ["red"], "shapes": ["circle", "square"], "max_objects": 3}, "colours x shapes"),
     ({"background": "stripes"}, "background"),
     ({"antialias": 0}, "antialias"),
 ])
