@@ -60,6 +60,6 @@ def test_clip_on_shapes_learns_colour_zero_shot_on_held_out_pairs(tmp_path, caps
     assert evals[-1]["val/loss"] < evals[0]["val/loss"] - 0.5, printed
     # colour is what a contrastive model learns first; 8 colours, chance ~0.14 on these 200 images
     colour, chance = figure(printed, "test/zero_shot_colour"), figure(printed, "test/zero_shot_colour_chance")
-    assert colour > chance + 0.25, printed
+    assert colour > chance + 0.4, printed  # 0.84 against 0.14 measured (150 steps, one thread)
     assert figure(printed, "test/t2i/R@10") > figure(printed, "test/t2i/chance_R@10") + 0.05, printed
     assert "zero-shot shape:" in printed and "retrieval text->image on 200 held-out pairs" in printed
