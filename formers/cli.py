@@ -63,6 +63,11 @@ def build_parser() -> ArgumentParser:
     gen.add_argument("--top_k", type=int | None, default=None)
     gen.add_argument("--top_p", type=float | None, default=0.95)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--images", type=str, default="generated.png",
+                     help="text-to-image models: the PNG to write (a row per prompt; separate prompts with |)")
+    gen.add_argument("--n_samples", type=int, default=4, help="text-to-image models: images per prompt")
+    gen.add_argument("--rerank", type=str | None, default=None,
+                     help="text-to-image models: a CLIP checkpoint trained on Shapes; each row is ordered by it")
     commands.add_subcommand("generate", gen)
 
     ev = ArgumentParser(description="Evaluate a checkpoint on its recipe's validation data.")
@@ -134,6 +139,8 @@ def cmd_generate(args) -> None:
     from formers import generate, load, load_tokenizer
 
     model, tokenizer = load(args.checkpoint), load_tokenizer(args.checkpoint)
+    if getattr(type(model), "generates_images", False):
+        return generate_images(model, tokenizer, args)
     ids = torch.tensor([tokenizer.encode(args.prompt)])
     if ids.numel() == 0:
         raise ConfigError("--prompt encodes to no tokens; give some text")
@@ -156,6 +163,26 @@ def cmd_generate(args) -> None:
     print()
 
 
+def generate_images(model, tokenizer, args) -> None:
+    """A text-to-image checkpoint: sample --n_samples images per prompt, optionally ordered by a CLIP, as a PNG."""
+    import torch
+
+    from formers.tasks.text_to_image_judge import load_judge
+    from formers.text_to_image import rerank, sample_images, save_image_grid
+
+    prompts = [p.strip() for p in args.prompt.split("|") if p.strip()]
+    if not prompts:
+        raise ConfigError("--prompt holds no caption; give one, or several separated by |")
+    images = sample_images(model, tokenizer, prompts, n_samples=args.n_samples, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p, generator=torch.Generator().manual_seed(args.seed))
+    if args.rerank is not None:
+        order = rerank(load_judge(args.rerank), prompts, images)  # (P, N), most similar first
+        images = images[torch.arange(len(prompts))[:, None], order]
+    path = save_image_grid(images, args.images, prompts)
+    print(f"{len(prompts)} prompt(s) x {args.n_samples} images -> {path}"
+          + (f" (each row ordered by {args.rerank}, best first)" if args.rerank else ""))
+
+
 def cmd_eval(args) -> None:
     from formers import load, load_tokenizer
     from formers.io import resolve_checkpoint
@@ -168,7 +195,8 @@ def cmd_eval(args) -> None:
     if not extra.is_file():
         raise ConfigError(f"{folder} has no extra.json with its recipe; eval needs a checkpoint written by `train`")
     recipe = Recipe.from_dict(read_json(extra)["recipe"])
-    model, tokenizer = load(folder), load_tokenizer(folder)
+    model = load(folder)
+    tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None  # image tasks have none
     task = TASKS[recipe.task]
     val_batches = task.eval_data(recipe, tokenizer)
     trainer = Trainer(model, task.make_objective(recipe), None, config=recipe.trainer, out_dir=folder,

@@ -25,6 +25,24 @@ from torch import nn
 from formers.errors import ConfigError, SequenceTooLongError
 
 EarlyStopping = bool | Literal["never"]
+# (sequence so far (B, T), next-token logits (B, V)) -> logits to sample from; e.g. TokenRange
+LogitsProcessor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class TokenRange:
+    """A logits processor that allows only ids in [start, end): a text-to-image model's image part draws
+    from the image codes alone, never from the text vocabulary (formers/text_to_image.py)."""
+
+    def __init__(self, start: int, end: int) -> None:
+        if not 0 <= start < end:
+            raise ConfigError(f"TokenRange({start}, {end}) is empty; expected 0 <= start < end")
+        self.start, self.end = start, end
+
+    def __call__(self, sequence: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        if self.end > logits.shape[-1]:
+            raise ConfigError(f"TokenRange({self.start}, {self.end}) passes the vocabulary of {logits.shape[-1]}")
+        ids = torch.arange(logits.shape[-1], device=logits.device)
+        return logits.masked_fill((ids < self.start) | (ids >= self.end), float("-inf"))
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -177,7 +195,8 @@ def make_stepper(model, input_ids, attention_mask, *, max_new_tokens, use_cache,
                               expand=expand)
 
 
-def _sample_loop(stepper, *, max_new_tokens, eos_token_id, pad_token_id, streamer, **sampling) -> torch.Tensor:
+def _sample_loop(stepper, *, max_new_tokens, eos_token_id, pad_token_id, streamer, logits_processor=None,
+                 **sampling) -> torch.Tensor:
     """Greedy or sampled decoding, one token per row per step."""
     prefix = stepper.prefix
     b, t = prefix.shape
@@ -186,7 +205,10 @@ def _sample_loop(stepper, *, max_new_tokens, eos_token_id, pad_token_id, streame
     finished = torch.zeros(b, dtype=torch.bool, device=prefix.device)
     end = t
     for _ in range(max_new_tokens):
-        token = sample_next(stepper.next_logits(out[:, :end]), **sampling)
+        logits = stepper.next_logits(out[:, :end])
+        if logits_processor is not None:
+            logits = logits_processor(out[:, :end], logits)
+        token = sample_next(logits, **sampling)
         token = torch.where(finished, torch.full_like(token, pad_token_id), token)
         out[:, end] = token
         end += 1
@@ -219,19 +241,21 @@ def generate(
     use_cache: bool = True,
     generator: torch.Generator | None = None,
     streamer: Callable[[torch.Tensor], None] | None = None,
+    logits_processor: LogitsProcessor | None = None,
 ) -> torch.Tensor:
     """Extend each prompt (or decode each source) by up to `max_new_tokens`; returns token ids.
 
     Decoder-only models return (B, T + new); encoder-decoder models (B, 1 + new), starting with
     `decoder_start_token_id` (default: the model config's). Rows that emit `eos_token_id` are
     finished and padded with `pad_token_id`; the loop stops when every row is finished.
-    `streamer` receives each step's new ids (B,). `num_beams > 1` runs `beam_search`.
+    `streamer` receives each step's new ids (B,). `logits_processor` edits each step's logits before
+    sampling (`TokenRange` allows a range of ids only). `num_beams > 1` runs `beam_search`.
     """
     _check_options(max_new_tokens, temperature, top_k, top_p)
     if num_beams > 1:
-        if do_sample or streamer is not None:
-            raise ConfigError(f"num_beams={num_beams} is deterministic beam search: it takes neither do_sample=True "
-                              "nor a streamer; use num_beams=1 for those")
+        if do_sample or streamer is not None or logits_processor is not None:
+            raise ConfigError(f"num_beams={num_beams} is deterministic beam search: it takes neither do_sample=True, "
+                              "a streamer nor a logits_processor; use num_beams=1 for those")
         return beam_search(
             model, input_ids, max_new_tokens=max_new_tokens, attention_mask=attention_mask, num_beams=num_beams,
             length_penalty=length_penalty, early_stopping=early_stopping, eos_token_id=eos_token_id,
@@ -246,8 +270,8 @@ def generate(
                                decoder_start_token_id=decoder_start_token_id)
         return _sample_loop(
             stepper, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-            streamer=streamer, do_sample=do_sample, temperature=temperature, top_k=top_k, top_p=top_p,
-            generator=generator,
+            streamer=streamer, logits_processor=logits_processor, do_sample=do_sample, temperature=temperature,
+            top_k=top_k, top_p=top_p, generator=generator,
         )
     finally:
         model.train(was_training)

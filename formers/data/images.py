@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -72,6 +73,13 @@ class ImageSet:
 def normalize_pixels(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     """uint8 (B, C, H, W) -> float32 (B, C, H, W): pixels in [0, 1] units, less `mean`, over `std` (per channel)."""
     return (images.float() / 255.0 - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+
+
+def denormalize_pixels(pixel_values: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """The inverse of normalize_pixels, without rounding: float (B, C, H, W) -> pixels in [0, 1] units (clamped)."""
+    mean_t = torch.tensor(list(mean), dtype=pixel_values.dtype, device=pixel_values.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(list(std), dtype=pixel_values.dtype, device=pixel_values.device).view(1, -1, 1, 1)
+    return (pixel_values * std_t + mean_t).clamp(0, 1)
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

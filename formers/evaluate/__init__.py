@@ -1,5 +1,13 @@
-"""Evaluation of trained models beyond their training loss: zero-shot classification, retrieval."""
+"""Evaluation measures that are not training losses: zero-shot classification, retrieval, image quality."""
 
+from formers.evaluate.image_quality import (
+    best_resample_codec,
+    high_frequency_energy,
+    laplacian_variance,
+    psnr,
+    resample_codec,
+    ssim,
+)
 from formers.evaluate.zero_shot import (
     both_ways,
     chance_tail,
@@ -10,4 +18,5 @@ from formers.evaluate.zero_shot import (
 )
 
 __all__ = ["both_ways", "chance_tail", "class_embeddings", "first_positive_ranks", "retrieval_metrics",
-           "zero_shot_accuracy"]
+           "zero_shot_accuracy", "best_resample_codec", "high_frequency_energy", "laplacian_variance", "psnr",
+           "resample_codec", "ssim"]

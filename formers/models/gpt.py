@@ -15,6 +15,7 @@ from torch import nn
 from formers.config import check
 from formers.models.output import ModelOutput
 from formers.nn import BlockConfig, KVCache, check_token_ids, combine, make_positions, make_stack, padding_mask
+from formers.nn.embeddings import PositionScheme
 from formers.nn.positions import PositionKind
 from formers.registry import register_model
 
@@ -54,11 +55,13 @@ def init_weights(model: nn.Module, std: float, n_layers: int) -> None:
 
 @register_model("gpt", GPTConfig)
 class GPT(nn.Module):
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, positions: PositionScheme | None = None) -> None:
+        """`positions` replaces the scheme `config.position` names, for models that build GPT with a position
+        module of their own (DALL-E's text + image-grid positions, formers/models/dalle.py)."""
         super().__init__()
         self.config = config
         self.token_embedding = nn.Embedding(config.vocab_size, config.d_model)
-        self.positions = make_positions(
+        self.positions = positions if positions is not None else make_positions(
             config.position, d_model=config.d_model, d_head=config.head_dim, n_heads=config.n_heads,
             max_seq_len=config.max_seq_len, bidirectional=not config.causal,
         )

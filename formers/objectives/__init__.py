@@ -21,9 +21,23 @@ from formers.objectives.denoising import (
     token_deletion,
     token_masking,
 )
+from formers.objectives.image_losses import (
+    L1,
+    L2,
+    Adversarial,
+    FeatureNetwork,
+    ImageLoss,
+    ImageLossConfig,
+    Perceptual,
+    Style,
+    adaptive_weight,
+    gram_matrix,
+    load_feature_network,
+)
 from formers.objectives.masked_lm import MaskedLM, MaskedLMConfig, mask_tokens, masked_lm_loss, word_ids_from_starts
 from formers.objectives.nsp import BertPretraining, next_sentence_loss, next_sentence_pairs
 from formers.objectives.prefix_lm import PrefixLM, prefix_lm_split
+from formers.objectives.reconstruction import ImageReconstruction
 from formers.objectives.seq2seq import Seq2SeqLM, Seq2SeqLMConfig, collate_pairs, pad_sequences, shift_right
 from formers.objectives.span_corruption import SpanCorruptionConfig, fill_sentinels, sentinel_id, span_corrupt
 
@@ -37,4 +51,6 @@ __all__ = [
     "PairContrastive", "SequenceClassification", "SequenceRegression", "SpanExtraction", "TokenClassification",
     "best_spans", "model_inputs", "sentence_embeddings",
     "Contrastive", "ContrastiveConfig", "info_nce", "matches_from_ids",
+    "L1", "L2", "Adversarial", "FeatureNetwork", "ImageLoss", "ImageLossConfig", "ImageReconstruction", "Perceptual",
+    "Style", "adaptive_weight", "gram_matrix", "load_feature_network",
 ]
