@@ -18,6 +18,7 @@ from formers.data.shapes import Shapes, ShapesConfig
 from formers.errors import CheckpointError, ConfigError
 from formers.io import load, load_tokenizer
 from formers.storage import resolve_checkpoint
+from formers.tasks.base import Recipe
 from formers.text_to_image import ClipScorer, rerank, sample_images
 
 PAIR_TEMPLATE = "an image of a {colour} {shape}"
@@ -33,13 +34,12 @@ def load_judge(path: str) -> ClipScorer:
         raise CheckpointError(f"{folder} has no extra.json: the judge needs a CLIP checkpoint written by formers train")
     recipe = json.loads(extra.read_text())["recipe"]
     objective = recipe.get("objective") or {}
-    shapes = objective.get("shapes")
-    if recipe.get("task") != "clip" or shapes is None:
+    if recipe.get("task") != "clip" or objective.get("data", "shapes") != "shapes":
         raise ConfigError(f"{path} is not a CLIP trained on Shapes (task {recipe.get('task')!r}); train one with "
                           "recipes/clip-shapes.yaml")
-    mean, std = Shapes(ShapesConfig.from_dict(shapes)).stats
-    wrap = tuple(objective.get("wrap") or ("[CLS]", "[SEP]"))
-    return ClipScorer(load(folder).eval(), load_tokenizer(folder), mean, std, wrap)
+    task = Recipe.from_dict(recipe).objective  # the clip task's config: its Shapes config and text wrapping
+    mean, std = Shapes(task.shapes.shapes).stats
+    return ClipScorer(load(folder).eval(), load_tokenizer(folder), mean, std, tuple(task.text_wrap))
 
 
 def pair_candidates(shapes: ShapesConfig) -> list[tuple[str, str]]:

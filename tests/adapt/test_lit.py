@@ -13,7 +13,8 @@ from formers.models import CLIPConfig
 from formers.models.heads import mean_pool
 from formers.objectives import Contrastive
 from formers.optim import OptimizerConfig, build_optimizer
-from tests.models.clip_cases import bert_config, image_config, pixels
+from formers.registry import build_model
+from tests.models.clip_cases import bert_config, image_config, pixels, text_config
 
 SENTENCES = ["a photo of a sneaker.", "a black and white picture of an ankle boot.", "a bag"]
 
@@ -97,3 +98,17 @@ def test_the_locked_text_tower_is_read_once_per_distinct_text(lit):
     torch.testing.assert_close(first, direct, atol=1e-6, rtol=1e-5)
     assert torch.equal(again, first[:2])
     assert torch.equal(first[3], first[0])
+
+
+def test_a_locked_pretrained_image_tower_from_a_formers_checkpoint(tmp_path):
+    torch.manual_seed(1)
+    vit = build_model(image_config(n_classes=3, dropout=0.1))  # e.g. a supervised classifier's run
+    formers.save_model(vit, tmp_path)
+    config = CLIPConfig(image=image_config(), text=text_config(), embed_dim=16)
+    model = with_pretrained_towers(config, {"image": tmp_path}, lock=["image"])
+    assert model.config.image == vit.config.replace(dropout=0.0, attn_dropout=0.0)  # its own config, dropout off
+    for (name, ours), theirs in zip(model.image_tower.state_dict().items(), vit.state_dict().values(), strict=True):
+        assert torch.equal(ours, theirs), name
+    assert not any(p.requires_grad for p in model.image_tower.parameters())
+    assert all(p.requires_grad for p in model.text_tower.parameters())
+    assert model.read_text.__class__.__name__ == "TextReader"  # only a locked text tower is cached

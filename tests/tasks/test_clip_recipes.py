@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from formers.cli import main
+from formers.tasks.text_to_image_judge import load_judge
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = ["--trainer.progress=false", "--trainer.tensorboard=false", "--trainer.eval_every=0",
@@ -60,6 +62,11 @@ def test_clip_on_shapes_learns_colour_zero_shot_on_held_out_pairs(tmp_path, caps
     assert evals[-1]["val/loss"] < evals[0]["val/loss"] - 0.5, printed
     # colour is what a contrastive model learns first; 8 colours, chance ~0.14 on these 200 images
     colour, chance = figure(printed, "test/zero_shot_colour"), figure(printed, "test/zero_shot_colour_chance")
-    assert colour > chance + 0.25, printed
+    assert colour > chance + 0.4, printed  # 0.84 against 0.14 measured (150 steps, one thread)
     assert figure(printed, "test/t2i/R@10") > figure(printed, "test/t2i/chance_R@10") + 0.05, printed
     assert "zero-shot shape:" in printed and "retrieval text->image on 200 held-out pairs" in printed
+    # the checkpoint serves as the text-to-image judge, with the wrapping and pixel statistics it was trained on
+    judge = load_judge(str(tmp_path))
+    assert judge.wrap == ("[BOS]", "[EOS]")
+    texts = judge.text_embeddings(["a red circle", "a small blue star at the top left"])
+    torch.testing.assert_close(texts.norm(dim=-1), torch.ones(2))
