@@ -1,4 +1,4 @@
-"""Evaluation measures that are not training losses."""
+"""Evaluation measures that are not training losses: zero-shot classification, retrieval, image quality."""
 
 from formers.evaluate.image_quality import (
     best_resample_codec,
@@ -8,5 +8,15 @@ from formers.evaluate.image_quality import (
     resample_codec,
     ssim,
 )
+from formers.evaluate.zero_shot import (
+    both_ways,
+    chance_tail,
+    class_embeddings,
+    first_positive_ranks,
+    retrieval_metrics,
+    zero_shot_accuracy,
+)
 
-__all__ = ["best_resample_codec", "high_frequency_energy", "laplacian_variance", "psnr", "resample_codec", "ssim"]
+__all__ = ["both_ways", "chance_tail", "class_embeddings", "first_positive_ranks", "retrieval_metrics",
+           "zero_shot_accuracy", "best_resample_codec", "high_frequency_energy", "laplacian_variance", "psnr",
+           "resample_codec", "ssim"]

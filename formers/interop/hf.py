@@ -1,4 +1,4 @@
-"""Hugging Face checkpoints (config.json + model.safetensors) in and out: GPT-2, BERT, T5, BART, ViT.
+"""Hugging Face checkpoints (config.json + model.safetensors) in and out: GPT-2, BERT, T5, BART, ViT, CLIP, VisualBERT.
 
 `load_hf(folder)` reads a `transformers` checkpoint folder into our model (`formers.load` calls
 it when config.json names a `model_type` instead of a formers `family`); `save_hf(model, folder)`
@@ -24,14 +24,16 @@ from torch import nn
 from formers.errors import CheckpointError, ConfigError
 from formers.interop.bart import BART
 from formers.interop.bert import BERT
+from formers.interop.clip import CLIP
 from formers.interop.gpt2 import GPT2
 from formers.interop.mapping import HFFamily, check_copies, from_checkpoint, to_checkpoint
 from formers.interop.t5 import T5
+from formers.interop.visualbert import VISUAL_BERT
 from formers.interop.vit import VIT
 from formers.io import load_weights, read_config, read_weights
 from formers.registry import build_model
 
-FAMILIES: dict[str, HFFamily] = {f.model_type: f for f in (GPT2, BERT, T5, BART, VIT)}
+FAMILIES: dict[str, HFFamily] = {f.model_type: f for f in (GPT2, BERT, T5, BART, VIT, CLIP, VISUAL_BERT)}
 BY_FAMILY: dict[str, HFFamily] = {f.family: f for f in FAMILIES.values()}
 INDEX_FILE = "model.safetensors.index.json"
 

@@ -24,8 +24,8 @@ Layout = Literal["same", "conv1d", "row"]
 
 # transformers activation names -> ours, and back
 ACTIVATIONS_IN = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu",
-                  "silu": "silu", "swish": "silu"}
-ACTIVATIONS_OUT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu"}
+                  "silu": "silu", "swish": "silu", "quick_gelu": "quick_gelu"}
+ACTIVATIONS_OUT = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu", "silu": "silu", "quick_gelu": "quick_gelu"}
 
 
 def activation_from_hf(name: str, where: str) -> str:
@@ -40,6 +40,7 @@ class Rule:
     theirs: tuple[str, ...]  # concatenated along dim 0 when there are several
     layout: Layout = "same"
     optional: bool = False  # a head the checkpoint may lack (a base model): it keeps its initial values
+    lead: int = 0  # ours has this many leading size-1 dims theirs lacks: (1, N, D) vs (N, D), (1, 1, D) vs (D,)
 
     def to_ours(self, tensors: list[torch.Tensor]) -> torch.Tensor:
         t = torch.cat(tensors, dim=0) if len(tensors) > 1 else tensors[0]
@@ -47,23 +48,26 @@ class Rule:
             t = t.t()  # (in, out) -> (out, in)
         elif self.layout == "row":
             t = t.reshape(-1)  # (1, N) -> (N,)
-        return t.contiguous()
+        return t.reshape((1,) * self.lead + tuple(t.shape)).contiguous()
 
     def to_theirs(self, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        t = t.reshape(t.shape[self.lead:])
         if self.layout == "conv1d":
             t = t.t()
         elif self.layout == "row":
             t = t[None]
         # clone: safetensors refuses tensors that share storage, as chunks of one tensor do
-        return {k: part.clone().contiguous() for k, part in zip(self.theirs, t.chunk(len(self.theirs)), strict=True)}
+        parts = t.chunk(len(self.theirs)) if len(self.theirs) > 1 else (t,)
+        return {k: part.clone().contiguous() for k, part in zip(self.theirs, parts, strict=True)}
 
     def their_shapes(self, shape: torch.Size) -> dict[str, tuple[int, ...]]:
-        dims = list(shape)
+        dims = list(shape)[self.lead:]
         if self.layout == "conv1d":
             dims = dims[::-1]
         elif self.layout == "row":
             dims = [1, *dims]
-        dims[0] //= len(self.theirs)
+        if len(self.theirs) > 1:  # fused: each part is a slice of dim 0 (a 0-dim scalar is never fused)
+            dims[0] //= len(self.theirs)
         return {k: tuple(dims) for k in self.theirs}
 
 

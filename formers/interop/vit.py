@@ -24,7 +24,7 @@ from formers.interop.mapping import ACTIVATIONS_OUT, HFFamily, Rule, activation_
 from formers.models.vit import ViTConfig
 
 
-def _side(hf: dict[str, Any], key: str, default: int) -> int:
+def square_side(hf: dict[str, Any], key: str, default: int) -> int:
     """transformers allows (height, width) pairs; formers' ViT is square."""
     value = hf.get(key, default)
     if isinstance(value, list | tuple):
@@ -49,7 +49,7 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTCon
                               f"{hf.get('pooler_output_size')!r}: formers' pooler is a tanh dense of width "
                               f"hidden_size={d}")
     return ViTConfig(
-        image_size=_side(hf, "image_size", 224), patch_size=_side(hf, "patch_size", 16),
+        image_size=square_side(hf, "image_size", 224), patch_size=square_side(hf, "patch_size", 16),
         n_channels=hf.get("num_channels", 3), d_model=d, n_heads=hf.get("num_attention_heads", 12),
         n_layers=hf.get("num_hidden_layers", 12), d_ff=hf.get("intermediate_size", 3072),
         activation=activation_from_hf(hf.get("hidden_act", "gelu"), "hidden_act"),
@@ -62,7 +62,8 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTCon
 
 def config_to_hf(c: ViTConfig) -> dict[str, Any]:
     require(c, "vit", position="learned", pooling="cls", norm="layernorm", norm_placement="pre", residual=True,
-            bias=True, d_head=None, activation=tuple(ACTIVATIONS_OUT), attention_scale=None)
+            bias=True, d_head=None, activation=tuple(ACTIVATIONS_OUT), attention_scale=None, patch_bias=True,
+            embedding_norm=False, final_norm="tokens")
     if c.n_classes:  # ViTForImageClassification reads the [CLS] state directly and has no mask token
         require(c, "ViTForImageClassification", pooler="none", mask_token=False)
     labels = {"id2label": {str(i): f"LABEL_{i}" for i in range(c.n_classes)},

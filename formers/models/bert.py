@@ -107,6 +107,18 @@ class Bert(nn.Module):
         if config.tie_weights:
             self.mlm_head.decoder.weight = self.token_embedding.weight
 
+    def embed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """token + segment (+ absolute position) embeddings (B, T, D), before the embedding norm: the text
+        input that multimodal encoders (VisualBERT) join with other modalities' embeddings."""
+        check_token_ids(input_ids, self.config.vocab_size)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        check_token_ids(token_type_ids, self.config.type_vocab_size)
+        position_ids = torch.arange(input_ids.shape[1], device=input_ids.device)[None]  # (1, T)
+        x = self.token_embedding(input_ids) + self.segment_embedding(token_type_ids)  # (B, T, D)
+        absolute = self.positions.absolute(position_ids)
+        return x if absolute is None else x + absolute.to(x.dtype)
+
     def encode(
         self,
         input_ids: torch.Tensor,
@@ -114,16 +126,9 @@ class Bert(nn.Module):
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The trunk alone: input_ids (B, T), attention_mask (B, T) 1 = real -> last_hidden_state (B, T, D)."""
-        check_token_ids(input_ids, self.config.vocab_size)
-        if token_type_ids is None:
-            token_type_ids = torch.zeros_like(input_ids)
-        check_token_ids(token_type_ids, self.config.type_vocab_size)
+        x = self.embed(input_ids, token_type_ids)
         t = input_ids.shape[1]
         position_ids = torch.arange(t, device=input_ids.device)[None]  # (1, T)
-        x = self.token_embedding(input_ids) + self.segment_embedding(token_type_ids)  # (B, T, D)
-        absolute = self.positions.absolute(position_ids)
-        if absolute is not None:
-            x = x + absolute.to(x.dtype)
         return self.stack(
             self.dropout(self.embedding_norm(x)),
             mask=padding_mask(attention_mask) if attention_mask is not None else None,

@@ -72,6 +72,34 @@ class GPT(nn.Module):
         if config.tie_weights:
             self.lm_head.weight = self.token_embedding.weight
 
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The trunk without the LM head -> last_hidden_state (B, T, D) (text towers, task heads)."""
+        check_token_ids(input_ids, self.config.vocab_size)
+        t = input_ids.shape[1]
+        past = cache.length if cache is not None else 0
+        if position_ids is None:
+            position_ids = torch.arange(past, past + t, device=input_ids.device)[None]
+        x = self.token_embedding(input_ids)  # (B, T, D)
+        if self.config.scale_embedding:
+            x = x * math.sqrt(self.config.d_model)
+        absolute = self.positions.absolute(position_ids)
+        if absolute is not None:
+            x = x + absolute.to(x.dtype)
+        return self.stack(
+            self.dropout(x),
+            mask=combine(mask, padding_mask(attention_mask) if attention_mask is not None else None),
+            bias=self.positions.bias(t, past + t, input_ids.device),
+            rope=self.positions.rotary(position_ids),
+            cache=cache,
+        )
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -85,24 +113,7 @@ class GPT(nn.Module):
         `mask` (B, 1, T, T_past + T) bool, True = may attend, is combined with `attention_mask`
         (e.g. `prefix_lm_mask` for a model built with causal=False).
         """
-        check_token_ids(input_ids, self.config.vocab_size)
-        t = input_ids.shape[1]
-        past = cache.length if cache is not None else 0
-        if position_ids is None:
-            position_ids = torch.arange(past, past + t, device=input_ids.device)[None]
-        x = self.token_embedding(input_ids)  # (B, T, D)
-        if self.config.scale_embedding:
-            x = x * math.sqrt(self.config.d_model)
-        absolute = self.positions.absolute(position_ids)
-        if absolute is not None:
-            x = x + absolute.to(x.dtype)
-        h = self.stack(
-            self.dropout(x),
-            mask=combine(mask, padding_mask(attention_mask) if attention_mask is not None else None),
-            bias=self.positions.bias(t, past + t, input_ids.device),
-            rope=self.positions.rotary(position_ids),
-            cache=cache,
-        )
+        h = self.encode(input_ids, attention_mask, position_ids, cache, mask)
         return ModelOutput(logits=self.lm_head(h), last_hidden_state=h)
 
     def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype, device: torch.device) -> KVCache:

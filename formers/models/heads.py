@@ -9,10 +9,10 @@ fine-tuned classifier reloads with `formers.load` like any model.
     head = with_head(SequenceClassifier, formers.load("minilm/"), n_outputs=6, pooling="mean")
     head(input_ids, attention_mask).logits       # (B, 6)
 
-Encoder trunks (Bert, EncoderDecoder) expose `encode(input_ids, attention_mask, ...)`, the
-blocks without the pretraining heads; a head uses it when the trunk has it, because a 30k-word
-MLM projection costs as much as MiniLM's six blocks and a task head never reads it. Other
-trunks (GPT) are called as usual and their `last_hidden_state` is read.
+Transformer trunks (Bert, EncoderDecoder, GPT) expose `encode(input_ids, attention_mask, ...)`,
+the blocks without the pretraining heads; a head uses it when the trunk has it, because a 30k-word
+MLM or LM projection costs as much as MiniLM's six blocks and a task head never reads it. Other
+trunks (the LSTM) are called as usual and their `last_hidden_state` is read.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ objectives and `generate` use it unchanged. Its "cache" is the recurrent state: 
 from __future__ import annotations
 
 import dataclasses
+import functools
+from contextlib import nullcontext
 from typing import Literal
 
 import torch
@@ -93,10 +95,13 @@ class LSTM(nn.Module):
         x = self.dropout(self.token_embedding(input_ids))  # (B, T, D)
         state = (cache.h, cache.c) if cache is not None else None
         keep = attention_mask[:, -t:].bool() if attention_mask is not None else None
-        if keep is None or bool(keep.all()):
-            h, state = self.rnn(x, state)  # the fused whole-sequence path
-        else:
-            h, state = self._masked_scan(x, keep, state)
+        with _recurrence_precision(x):
+            if state is not None:  # a cache made under autocast holds bf16 states
+                state = tuple(s.to(x.dtype) for s in state)
+            if keep is None or bool(keep.all()):
+                h, state = self.rnn(x, state)  # the fused whole-sequence path
+            else:
+                h, state = self._masked_scan(x, keep, state)
         if cache is not None:
             (cache.h, cache.c), cache.length = state, cache.length + t
         h = self.final_norm(self.dropout(h))
@@ -118,3 +123,19 @@ class LSTM(nn.Module):
     def new_cache(self, batch: int, max_len: int, *, dtype: torch.dtype, device: torch.device) -> LSTMState:
         """The recurrent state `generate` threads through its steps (`max_len` is not needed: it has no length)."""
         return LSTMState(self.config.n_layers, batch, self.config.d_model, dtype=dtype, device=device)
+
+
+@functools.cache
+def _onednn_bf16() -> bool:
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def _recurrence_precision(x: torch.Tensor):
+    """Autocast off for the recurrence on CPUs whose oneDNN has no bf16 (AVX2 only, or ONEDNN_MAX_CPU_ISA=AVX2).
+
+    torch's CPU autocast casts the LSTM into oneDNN's bf16 kernel without asking whether oneDNN has one, and
+    there it fails ("could not create a primitive descriptor for the LSTM"). The recurrence then runs in the
+    dtype of its input (fp32 under autocast); the LM head after it still autocasts."""
+    if x.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not _onednn_bf16():
+        return torch.autocast("cpu", enabled=False)
+    return nullcontext()

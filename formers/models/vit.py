@@ -2,12 +2,16 @@
 
 Dosovitskiy et al. 2021, "An Image is Worth 16x16 Words: Transformers for Image Recognition at Scale".
 
-pixels (B, C, H, W) -> patch embedding (B, N, D) -> [mask token] -> [CLS] + positions
+pixels (B, C, H, W) -> patch embedding (B, N, D) -> [mask token] -> [CLS] + positions [-> norm]
     -> N pre-norm blocks -> final norm -> last_hidden_state (B, [1 +] N, D)
     -> pool ([CLS] state or mean of patches) [-> tanh dense] -> pooled (B, D) -> classifier -> logits
 
-Every choice (positions, [CLS] or mean pooling, pooler, mask token, head) is a module picked when the
-model is built; `forward` runs whatever was built.
+CLIP's vision tower (Radford et al. 2021) is the same with a bias-free patch conv, a norm on the
+embeddings, and the final norm applied to the pooled [CLS] state instead of every token
+(`patch_bias: false, embedding_norm: true, final_norm: pooled`, quick_gelu).
+
+Every choice (positions, [CLS] or mean pooling, pooler, mask token, head, where the norms sit) is a
+module picked when the model is built; `forward` runs whatever was built.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from formers.models.bert import Pooler
 from formers.models.gpt import init_weights
 from formers.models.heads import POOLING, Pooling
 from formers.models.output import VisionOutput
-from formers.nn import BlockConfig, make_stack
+from formers.nn import BlockConfig, make_norm, make_stack
 from formers.nn.patches import (
     ClassToken,
     LearnedPatchPositions,
@@ -50,6 +54,12 @@ class ViTConfig(BlockConfig):
     pooling: Pooling = "cls"  # "cls": prepend a [CLS] token, pool its final state; "mean": no [CLS], mean of patches
     pooler: Literal["none", "tanh"] = "none"  # "tanh": pooled = tanh(dense(h_[CLS])), HF ViTModel's pooler_output
     mask_token: bool = False  # a learned vector for masked patches (forward's bool_masked_pos)
+    # CLIP's vision Transformer (Radford et al. 2021, section 2.4: "an additional layer normalization to the
+    # combined patch and position embeddings before the transformer"): a bias-free patch conv, a norm on the
+    # embeddings, and its final norm on the pooled [CLS] only (last_hidden_state stays unnormalised)
+    patch_bias: bool = True
+    embedding_norm: bool = False  # a norm on patches + positions before the blocks (CLIP's ln_pre)
+    final_norm: Literal["tokens", "pooled"] = "tokens"  # "pooled": the stack's final norm moves onto `pooled`
     n_classes: int = 0  # a linear classifier on `pooled`; 0 = no head (logits None)
     norm_eps: float = 1e-6  # the ViT paper's JAX code and timm; Hugging Face uses 1e-12 (interop reads theirs)
     dropout: float = 0.0  # ViT pretrains large data without it; small data benefits from ~0.1
@@ -64,6 +74,9 @@ class ViTConfig(BlockConfig):
         check(self.n_classes >= 0, "ViTConfig.n_classes", self.n_classes, "0 (no head) or a positive int")
         check(self.pooler == "none" or self.pooling == "cls", "ViTConfig.pooler", self.pooler,
               "'none' with pooling='mean' (the tanh pooler reads the [CLS] token)")
+        check(self.final_norm == "tokens" or (self.pooler == "none" and self.norm_placement == "pre"),
+              "ViTConfig.final_norm", self.final_norm, "'tokens' unless pooler='none' and norm_placement='pre' "
+              "(CLIP's layout: a pre-norm stack whose last norm reads the pooled vector)")
         check(self.position != "sincos2d" or self.d_model % 4 == 0, "ViTConfig.d_model", self.d_model,
               "a multiple of 4 with position='sincos2d' (sin and cos of rows and of columns)")
 
@@ -84,9 +97,28 @@ class TokenPool(nn.Module):
         return self.pool(hidden, None)
 
 
+def vit_norm(config: ViTConfig) -> nn.Module:
+    return make_norm(config.norm, config.d_model, config.norm_eps, config.bias)
+
+
+class NormedPool(nn.Module):
+    """norm(pool(hidden)): CLIP's ln_post on the [CLS] state, in place of a norm over every token."""
+
+    def __init__(self, pool: nn.Module, norm: nn.Module) -> None:
+        super().__init__()
+        self.pool, self.norm = pool, norm
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.pool(hidden))
+
+
 def make_pooler(config: ViTConfig) -> nn.Module:
     """"tanh" is BERT's pooler (a dense + tanh on [CLS]), which Hugging Face's ViTModel keeps."""
-    return Pooler(config.d_model) if config.pooler == "tanh" else TokenPool(config.pooling)
+    if config.pooler == "tanh":
+        return Pooler(config.d_model)
+    if config.final_norm == "pooled":
+        return NormedPool(TokenPool(config.pooling), vit_norm(config))
+    return TokenPool(config.pooling)
 
 
 @register_model("vit", ViTConfig)
@@ -95,15 +127,18 @@ class ViT(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.patches = PatchEmbedding(config.n_channels, d, config.patch_size)
+        self.patches = PatchEmbedding(config.n_channels, d, config.patch_size, bias=config.patch_bias)
         self.masking = MaskToken(d) if config.mask_token else NoMaskToken()
         self.cls = ClassToken(d, config.init_std) if config.pooling == "cls" else NoClassToken()
         if config.position == "learned":
             self.positions = LearnedPatchPositions(config.grid, d, self.cls.n_prefix, config.init_std)
         else:
             self.positions = SinCos2dPositions(d, self.cls.n_prefix)
+        self.embedding_norm = vit_norm(config) if config.embedding_norm else nn.Identity()
         self.dropout = nn.Dropout(config.dropout)
         self.stack = make_stack(config, config.n_layers, causal=False)
+        if config.final_norm == "pooled":
+            self.stack.final_norm = nn.Identity()  # the pooler normalises the pooled vector instead
         self.pooler = make_pooler(config)
         self.head = nn.Linear(d, config.n_classes) if config.n_classes else None
         init_weights(self, config.init_std, config.n_layers)
@@ -126,7 +161,7 @@ class ViT(nn.Module):
         x = self.masking(self.patches(pixel_values), bool_masked_pos)  # (B, N, D)
         x = self.cls(x)  # (B, [1 +] N, D)
         x = x + self.positions(h // c.patch_size, w // c.patch_size).to(x.dtype)
-        hidden = self.stack(self.dropout(x))
+        hidden = self.stack(self.dropout(self.embedding_norm(x)))
         pooled = self.pooler(hidden)  # (B, D)
         logits = self.head(pooled) if self.head is not None else None
         return VisionOutput(last_hidden_state=hidden, pooled=pooled, logits=logits)

@@ -10,8 +10,16 @@ from typing import Literal
 import torch
 from torch import nn
 
-Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "swiglu", "geglu", "reglu"]
+Activation = Literal["relu", "gelu", "gelu_tanh", "quick_gelu", "silu", "swiglu", "geglu", "reglu"]
 GATED = {"swiglu": "silu", "geglu": "gelu_tanh", "reglu": "relu"}
+
+
+class QuickGELU(nn.Module):
+    """x * sigmoid(1.702 x): the sigmoid approximation of GELU (Hendrycks & Gimpel 2016, section 2) that
+    OpenAI's CLIP was trained with, so its checkpoints need it rather than the exact GELU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
 
 
 def activation_fn(name: str) -> nn.Module:
@@ -21,6 +29,8 @@ def activation_fn(name: str) -> nn.Module:
         return nn.GELU()
     if name == "gelu_tanh":  # GPT-2's "gelu_new"
         return nn.GELU(approximate="tanh")
+    if name == "quick_gelu":
+        return QuickGELU()
     if name == "silu":
         return nn.SiLU()
     raise ValueError(f"unknown activation {name!r}")

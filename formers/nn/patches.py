@@ -52,10 +52,11 @@ class PatchEmbedding(nn.Module):
     A Conv2d with kernel = stride = p is exactly a shared linear map of each flattened patch, and its
     weight is laid out as Hugging Face's ViT stores it."""
 
-    def __init__(self, n_channels: int, d_model: int, patch_size: int) -> None:
+    def __init__(self, n_channels: int, d_model: int, patch_size: int, bias: bool = True) -> None:
         super().__init__()
         self.patch_size = patch_size
-        self.projection = nn.Conv2d(n_channels, d_model, kernel_size=patch_size, stride=patch_size)
+        # CLIP's patch conv has no bias (its ln_pre follows and would remove a constant shift anyway)
+        self.projection = nn.Conv2d(n_channels, d_model, kernel_size=patch_size, stride=patch_size, bias=bias)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # the weight's dtype: bf16-pure models read fp32 batches (autocast still picks its own dtype)

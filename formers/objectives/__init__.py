@@ -11,6 +11,7 @@ from formers.objectives.classification import (
     model_inputs,
     sentence_embeddings,
 )
+from formers.objectives.contrastive import Contrastive, ContrastiveConfig, info_nce, matches_from_ids
 from formers.objectives.denoising import (
     BartNoiseConfig,
     bart_noise,
@@ -49,6 +50,7 @@ __all__ = [
     "word_ids_from_starts",
     "PairContrastive", "SequenceClassification", "SequenceRegression", "SpanExtraction", "TokenClassification",
     "best_spans", "model_inputs", "sentence_embeddings",
+    "Contrastive", "ContrastiveConfig", "info_nce", "matches_from_ids",
     "L1", "L2", "Adversarial", "FeatureNetwork", "ImageLoss", "ImageLossConfig", "ImageReconstruction", "Perceptual",
     "Style", "adaptive_weight", "gram_matrix", "load_feature_network",
 ]

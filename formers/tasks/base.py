@@ -117,11 +117,15 @@ def register_task(name: str, task: Task) -> None:
 
 def _ensure_loaded() -> None:
     import formers.tasks.alignment  # noqa: F401  (registers align_sft, align_reward, align_dpo, align_ppo)
+    import formers.tasks.captioning  # noqa: F401  (registers captioning)
+    import formers.tasks.clip  # noqa: F401  (registers clip)
     import formers.tasks.image_tokenizer  # noqa: F401  (registers image_tokenizer)
     import formers.tasks.language_modeling  # noqa: F401  (registers causal_lm)
     import formers.tasks.pretraining  # noqa: F401  (registers masked_lm, span_corruption, denoising)
     import formers.tasks.seq2seq_tasks  # noqa: F401  (registers sequence_seq2seq)
     import formers.tasks.text_to_image  # noqa: F401  (registers text_to_image)
+    import formers.tasks.vlp  # noqa: F401  (registers vlp)
+    import formers.tasks.vqa  # noqa: F401  (registers vqa)
 
 
 def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Recipe:

@@ -29,7 +29,7 @@ from formers.training import checkpoint as ckpt
 from formers.training import distributed
 from formers.training.distributed import Mode
 from formers.training.logging import RunLogger
-from formers.training.precision import MasterWeights, Precision, autocast
+from formers.training.precision import MasterWeights, Precision, autocast, choose_precision, probe, warn_once
 
 Objective = Callable[[nn.Module, dict], dict[str, torch.Tensor]]
 
@@ -48,8 +48,9 @@ class TrainerConfig(Config):
     optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping
-    # fp32 | bf16 (autocast) | bf16-pure (bf16 model, fp32 master weights in the optimizer); see precision.py
-    precision: Precision = "fp32"
+    # auto (bf16 where the device computes it natively, else fp32) | fp32 | bf16 (autocast)
+    # | bf16-pure (bf16 model, fp32 master weights in the optimizer); see precision.py
+    precision: Precision = "auto"
     device: str = "auto"  # "auto" = cuda if available, else cpu
     distributed: Mode = "none"  # under torchrun: ddp (replicas) or fsdp (sharded); see distributed.py
     seed: int = 0
@@ -114,16 +115,20 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.out_dir = Path(out_dir)
         self.device, self._owns_group = distributed.setup(config.distributed, resolve_device(config.device))
-        self.strategy = distributed.make_strategy(
-            config.distributed, self.device, bf16_params=config.precision == "bf16-pure"
-        )
         self.is_main = distributed.is_main()  # rank 0 under torchrun; only it writes
+        self.precision_choice = choose_precision(config.precision, probe(self.device))
+        self.precision = self.precision_choice.precision  # `auto` resolved: fp32 | bf16 | bf16-pure
+        if self.precision_choice.warning and self.is_main:
+            warn_once(self.precision_choice.warning)
+        self.strategy = distributed.make_strategy(
+            config.distributed, self.device, bf16_params=self.precision == "bf16-pure"
+        )
         self.model = model.to(self.device)
         groups_fn = param_groups_fn or (lambda m: param_groups(m, config.optimizer.weight_decay))
         # bf16-pure: the model becomes bf16 before wrapping (DDP buckets by dtype); FSDP has its own policy.
         self.master = (
             MasterWeights(model, groups_fn(model))
-            if config.precision == "bf16-pure" and self.strategy.name != "fsdp" else None
+            if self.precision == "bf16-pure" and self.strategy.name != "fsdp" else None
         )
         self.wrapped = self.strategy.wrap(model)  # FSDP swaps the parameters for shards: groups come after
         self.optimizer = build_optimizer(self.master.groups if self.master else groups_fn(model), config.optimizer)
@@ -134,7 +139,7 @@ class Trainer:
 
     # ---- one step -------------------------------------------------------------------
     def autocast(self):
-        return autocast(self.config.precision, self.device)
+        return autocast(self.precision, self.device)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.optimizer.param_groups for p in group["params"]]
@@ -224,6 +229,7 @@ class Trainer:
         if self.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         self.logger = RunLogger(self.out_dir, enabled=self.is_main, tensorboard=cfg.tensorboard)
+        self._say(self.precision_choice.line)
         latest = ckpt.latest_checkpoint(self.out_dir) if resume else None
         if latest is not None:
             self.load_checkpoint(latest)
@@ -258,14 +264,19 @@ class Trainer:
             self.model = load(final, device=self.device)  # shards need every rank; the whole model does not
         self.logger.plot()
         self.logger.close()
-        return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step}
+        return {"first_eval": first_eval, "last_eval": last_eval, "history": self.logger.history, "step": self.step,
+                "precision": self.precision}
+
+    def _say(self, line: str) -> None:
+        """A line for the person watching (rank 0, when progress is on), printed above the progress bar."""
+        if self.is_main and self.config.progress:
+            tqdm.write(line)
 
     def _eval_and_log(self) -> dict[str, float]:
         metrics = self.evaluate()
         if metrics:
             self.logger.log(self.step, metrics)
-            if self.is_main and self.config.progress:
-                tqdm.write(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            self._say(f"step {self.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         return metrics
 
     # ---- checkpoints ----------------------------------------------------------------

@@ -15,7 +15,7 @@ def tiny_classifier(seed: int = 0, n_outputs: int = 3, **bert) -> SequenceClassi
 
 
 def quiet(**kw) -> TrainerConfig:
-    base = dict(progress=False, tensorboard=False, eval_every=0, log_every=1, grad_clip=None,
+    base = dict(progress=False, tensorboard=False, eval_every=0, log_every=1, grad_clip=None, precision="fp32",
                 schedule={"kind": "constant"}, optimizer={"lr": 1e-2, "weight_decay": 0.1})
     return TrainerConfig(**{**base, **kw})
 

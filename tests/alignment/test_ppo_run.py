@@ -28,7 +28,8 @@ def sft_policy(tokenizer, tmp_path_factory):
     task = length_task(n_train=2000)
     model = tiny_gpt(tokenizer.vocab_size)
     config = TrainerConfig(max_steps=150, batch_size=64, optimizer={"lr": 3e-3, "weight_decay": 0.0},
-                           schedule={"kind": "constant"}, eval_every=0, progress=False, tensorboard=False)
+                           schedule={"kind": "constant"}, eval_every=0, progress=False, tensorboard=False,
+                           precision="fp32")
     source = sft_batches(sft_examples(task.demonstrations("train"), tokenizer, 24), tokenizer.pad_id, batch_size=64)
     with one_thread():  # module fixtures run before the autouse one
         Trainer(model, SFT(), source, config=config, out_dir=tmp_path_factory.mktemp("sft")).fit()

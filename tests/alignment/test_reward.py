@@ -37,7 +37,8 @@ def test_reward_model_loss_falls_and_accuracy_rises(tokenizer, tmp_path):
     model = RewardModel.from_trunk(tiny_gpt(tokenizer.vocab_size))
     before = pairwise_accuracy(model, val)
     config = TrainerConfig(max_steps=120, batch_size=32, optimizer={"lr": 2e-3, "weight_decay": 0.0},
-                           schedule={"kind": "constant"}, eval_every=0, progress=False, tensorboard=False)
+                           schedule={"kind": "constant"}, eval_every=0, progress=False, tensorboard=False,
+                           precision="fp32")
     source = RecordBatches(train, lambda ex: collate_pairs(ex, pad), batch_size=32, seed=0)
     result = Trainer(model, RewardObjective(), source, config=config, out_dir=tmp_path, val_batches=val).fit()
     first, last = result["first_eval"], result["last_eval"]

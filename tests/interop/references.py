@@ -45,13 +45,24 @@ VISION_BUILDERS = {
         **{**VIT, "num_attention_heads": 2, "num_channels": 1}, hidden_act="gelu_new", layer_norm_eps=1e-6),
         add_pooling_layer=False, use_mask_token=True),
 }
+CLIP_TEXT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 max_position_embeddings=20, vocab_size=V)
+CLIP_VISION = dict(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2, image_size=16,
+                   patch_size=4)
+CLIP_BUILDERS = {  # pooled at the first eos_token_id 5; and the pre-#24773 rule (eos_token_id 2: the highest id)
+    "clip": lambda: tf.CLIPModel(tf.CLIPConfig(text_config={**CLIP_TEXT, "eos_token_id": 5},
+                                               vision_config=CLIP_VISION, projection_dim=16)),
+    "clip-argmax-gelu": lambda: tf.CLIPModel(tf.CLIPConfig(
+        text_config={**CLIP_TEXT, "eos_token_id": 2, "hidden_act": "gelu"},
+        vision_config={**CLIP_VISION, "num_channels": 1, "hidden_act": "gelu_new"}, projection_dim=8)),
+}
 ENCODER_DECODERS = ("t5-v1.0", "t5-v1.1", "bart", "t5-buckets", "t5-gated-relu", "bart-scaled-relu")
 
 
 def reference(name: str) -> torch.nn.Module:
     """The reference model with every weight redrawn at a scale where mistakes show (N(0, 0.3); norms ~1)."""
     torch.manual_seed(0)
-    model = {**BUILDERS, **VISION_BUILDERS}[name]().eval()
+    model = {**BUILDERS, **VISION_BUILDERS, **CLIP_BUILDERS}[name]().eval()
     if name == "t5-v1.1":  # transformers 5 ties T5's head at init whatever the config says: untie it as v1.1 is
         model.lm_head.weight = torch.nn.Parameter(torch.empty_like(model.lm_head.weight))
     g = torch.Generator().manual_seed(1)
@@ -75,3 +86,34 @@ def batch() -> dict[str, torch.Tensor]:
         "decoder_input_ids": torch.randint(3, V, (3, 7), generator=g),
         "decoder_attention_mask": decoder_mask,
     }
+
+
+# Both sides compute the same fp32 math with sums in another order (SDPA kernels, fused qkv): that differs
+# by ~1e-6 of the outputs' scale. 1e-4 of the scale leaves that 100x room, while one wrong weight, a swapped
+# q/k or a misplaced norm moves outputs by O(1) (the references' weights are N(0, 0.3), outputs ~1).
+RELATIVE = 1e-4
+
+
+def assert_close(got: dict, expected: dict, what: str, least: float = 0.5) -> None:
+    """Every output within RELATIVE of its scale; `least`: the scale below which a wrong weight could hide."""
+    assert got.keys() == expected.keys(), what
+    for key, value in expected.items():
+        scale = value.abs().max()
+        assert scale > least, f"{what} {key}: outputs too small for a wrong weight to show"
+        assert (got[key] - value).abs().max() <= RELATIVE * scale, f"{what} {key}"
+
+
+def round_trip(name: str, folder, **build_kwargs) -> tuple[torch.nn.Module, torch.nn.Module, torch.nn.Module]:
+    """(reference, ours loaded from its save_pretrained folder, the reference's class reloaded from our
+    save_hf export), refusing any missing, unexpected or mismatched key on the way back."""
+    import formers
+    from formers.interop import save_hf
+
+    with torch.no_grad():
+        ref = reference(name)
+        ref.save_pretrained(folder / "hf")
+        ours = formers.load(folder / "hf")
+        save_hf(ours, folder / "ours")
+        back, info = type(ref).from_pretrained(folder / "ours", output_loading_info=True, **build_kwargs)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    return ref, ours, back.eval()

@@ -17,7 +17,15 @@ from formers.generation import left_pad
 from formers.interop import save_hf
 from tests.interop.references import BUILDERS, ENCODER_DECODERS, batch, reference
 
+# Two fp32 implementations of the same layers sum in other orders (and HF's GELU/softmax kernels differ):
+# ~1e-6 of the outputs' scale. The bound is 1e-4 of that scale, floored at 1 so that the O(1) logits of
+# random-init models are held to 1e-4 absolute, the figure the README states.
 TOLERANCE = 1e-4
+
+
+def assert_near(got: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    bound = TOLERANCE * max(1.0, expected.abs().max().item())
+    assert (got - expected).abs().max() <= bound, what
 
 
 _PAIRS: dict[str, tuple] = {}
@@ -72,8 +80,8 @@ def test_logits_match_in_both_directions(pair):
     expected, got, again = outputs(name, ref, True), outputs(name, ours, False), outputs(name, back, True)
     for key in expected:
         assert expected[key].abs().max() > 0.5  # outputs large enough for a wrong weight to show
-        assert (got[key] - expected[key]).abs().max() <= TOLERANCE, f"{name} {key}: HF -> formers"
-        assert (again[key] - got[key]).abs().max() <= TOLERANCE, f"{name} {key}: formers -> HF"
+        assert_near(got[key], expected[key], f"{name} {key}: HF -> formers")
+        assert_near(again[key], got[key], f"{name} {key}: formers -> HF")
 
 
 def hf_generate(ref, ids, mask, **kw) -> torch.Tensor:
@@ -130,4 +138,4 @@ def test_an_untied_bert_head_without_the_decoder_bias_copy_keeps_the_bias_it_has
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     expected = outputs("bert-untied-gelu-new", ref, True)
     got = outputs("bert-untied-gelu-new", formers.load(tmp_path), False)
-    assert (got["logits"] - expected["logits"]).abs().max() <= TOLERANCE
+    assert_near(got["logits"], expected["logits"], "bert-untied-gelu-new logits")

@@ -19,12 +19,8 @@ from formers.cli import main
 from formers.errors import CheckpointError, ConfigError
 from formers.interop import save_hf
 from formers.models import CNN, CNNConfig, ViT, ViTConfig
-from tests.interop.references import VISION_BUILDERS, reference
+from tests.interop.references import VISION_BUILDERS, assert_close, reference, round_trip
 
-# Both sides compute the same fp32 math with sums in another order (SDPA kernels, fused qkv): that differs
-# by ~1e-6 of the outputs' scale. 1e-4 of the scale leaves that 100x room, while one wrong weight, a swapped
-# q/k or a misplaced norm moves outputs by O(1) (the references' weights are N(0, 0.3), outputs ~1).
-RELATIVE = 1e-4
 BUILD_KWARGS = {"vit-bare-mask-gelu-new": dict(add_pooling_layer=False, use_mask_token=True)}
 SIZES = [(16, 16), (24, 24), (20, 28)]  # the training size, then interpolated positions: bigger, not square
 
@@ -32,16 +28,8 @@ SIZES = [(16, 16), (24, 24), (20, 28)]  # the training size, then interpolated p
 @pytest.fixture(scope="module", params=list(VISION_BUILDERS))
 def pair(request, tmp_path_factory):
     """(name, reference, ours loaded from the reference's folder, the reference reloaded from our export)."""
-    name, folder = request.param, tmp_path_factory.mktemp(request.param)
-    with torch.no_grad():
-        ref = reference(name)
-        ref.save_pretrained(folder / "hf")
-        ours = formers.load(folder / "hf")
-        save_hf(ours, folder / "ours")
-        back, info = type(ref).from_pretrained(folder / "ours", output_loading_info=True,
-                                               **BUILD_KWARGS.get(name, {}))
-    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
-    return name, ref, ours, back.eval()
+    name = request.param
+    return (name, *round_trip(name, tmp_path_factory.mktemp(name), **BUILD_KWARGS.get(name, {})))
 
 
 def images(channels: int, size: tuple[int, int]) -> torch.Tensor:
@@ -60,14 +48,6 @@ def outputs(model, hf: bool, x: torch.Tensor, **kw) -> dict[str, torch.Tensor]:
         return {"logits": out.logits}
     got = {"last_hidden_state": out.last_hidden_state}
     return got if model.config.pooler == "none" else {**got, "pooled": out.pooled}
-
-
-def assert_close(got: dict, expected: dict, what: str) -> None:
-    assert got.keys() == expected.keys(), what
-    for key, value in expected.items():
-        scale = value.abs().max()
-        assert scale > 0.5, f"{what} {key}: outputs too small for a wrong weight to show"
-        assert (got[key] - value).abs().max() <= RELATIVE * scale, f"{what} {key}"
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

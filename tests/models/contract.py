@@ -76,6 +76,42 @@ IMAGE_CASES = [
                                                       norm="rmsnorm"), size=16),
     ImageCase("vit-tanh-pooler-mask-post-explicit", ViTConfig(**VIT, pooler="tanh", mask_token=True,
                                                               norm_placement="post", kernel="explicit"), size=16),
+    ImageCase("vit-clip-layout", ViTConfig(**VIT, patch_bias=False, embedding_norm=True, final_norm="pooled",
+                                           activation="quick_gelu"), size=16),
     ImageCase("cnn-groupnorm-head", CNNConfig(**CNN, depths=[1, 1], n_classes=5), size=12),
     ImageCase("cnn-batchnorm", CNNConfig(**CNN, depths=[2, 1], norm="batchnorm"), size=12),
 ]
+
+
+@dataclasses.dataclass
+class FusionCase:
+    """A model reading text and images: input_ids (B, T) plus pixel_values (tower) or visual_embeds."""
+
+    name: str
+    config: Any  # has vocab_size, d_model, image (a tower's config or None) and visual_dim
+    size: int = 16  # side of the square test images (with a tower)
+
+    def visual(self, b: int, seed: int = 1) -> dict:
+        g = torch.Generator().manual_seed(seed)
+        if self.config.image is None:
+            return {"visual_embeds": torch.randn(b, 5, self.config.visual_dim, generator=g)}
+        return {"pixel_values": torch.randn(b, 3, self.size, self.size, generator=g)}
+
+
+def _fusion_cases() -> list[FusionCase]:
+    from formers.models import CoAttentionConfig, VisualBertConfig
+
+    text = dict(vocab_size=61, d_model=32, n_heads=4, n_layers=2, max_seq_len=32, dropout=0.0)
+    vit = ViTConfig(**{**VIT, "d_model": 24, "n_heads": 2})
+    cnn = CNNConfig(**CNN, depths=[1, 1])
+    return [
+        FusionCase("visualbert-embeds", VisualBertConfig(**text, visual_dim=12)),
+        FusionCase("visualbert-vit", VisualBertConfig(**text, image=vit)),
+        FusionCase("visualbert-cnn-explicit", VisualBertConfig(**text, image=cnn, kernel="explicit"), size=12),
+        FusionCase("coattention-embeds", CoAttentionConfig(**{**text, "n_layers": 1}, visual_dim=12)),
+        FusionCase("coattention-vit-pre-rms", CoAttentionConfig(**{**text, "n_layers": 1}, n_cross_layers=1, image=vit,
+                                                                norm_placement="pre", norm="rmsnorm")),
+    ]
+
+
+FUSION_CASES = _fusion_cases()

@@ -20,6 +20,8 @@ def test_scale_embedding_multiplies_the_token_embeddings_by_sqrt_d_model(tmp_pat
     with torch.no_grad():
         plain.token_embedding.weight.mul_(math.sqrt(16))
     ids = torch.randint(0, 50, (2, 9))
-    torch.testing.assert_close(scaled(ids).logits, plain(ids).logits, rtol=0, atol=1e-5)
+    # x4 is exact in binary, so both compute the same numbers; assert_close's fp32 default (1.3e-6 relative)
+    # leaves room for a kernel that blocks differently
+    torch.testing.assert_close(scaled(ids).logits, plain(ids).logits)
     with pytest.raises(ConfigError, match="scale_embedding=True"):  # GPT-2 has no such scaling
         save_hf(scaled, tmp_path)

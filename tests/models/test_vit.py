@@ -42,6 +42,21 @@ def test_tanh_pooler_is_berts_pooler_on_cls():
     torch.testing.assert_close(out.pooled, expected)
 
 
+def test_clip_layout_norms_the_embeddings_and_only_the_pooled_cls():
+    model = vit(patch_bias=False, embedding_norm=True, final_norm="pooled", activation="quick_gelu")
+    assert model.patches.projection.bias is None
+    assert not any(name.startswith("stack.final_norm") for name, _ in model.named_parameters())
+    with torch.no_grad():
+        for p in (model.pooler.norm.weight, model.pooler.norm.bias, model.embedding_norm.weight):
+            p.normal_()  # away from identity, so a missing or misplaced norm shows
+        x = torch.randn(2, 3, 16, 16)
+        out = model(x)
+        embedded = model.cls(model.patches(x)) + model.positions(4, 4)
+        expected_hidden = model.stack(model.embedding_norm(embedded))
+    torch.testing.assert_close(out.last_hidden_state, expected_hidden)  # no norm after the blocks
+    torch.testing.assert_close(out.pooled, model.pooler.norm(out.last_hidden_state[:, 0]))
+
+
 def test_masked_patches_change_the_output_and_unmasked_images_do_not():
     model, x = vit(mask_token=True), torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -86,6 +101,7 @@ def test_attention_maps_come_through_the_capture_path():
     (dict(pooling="mean", pooler="tanh"), "ViTConfig.pooler='tanh'.*reads the \\[CLS\\] token"),
     (dict(position="sincos2d", d_model=30, n_heads=3), "ViTConfig.d_model=30.*multiple of 4"),
     (dict(n_classes=-1), "ViTConfig.n_classes=-1"),
+    (dict(final_norm="pooled", pooler="tanh"), "ViTConfig.final_norm='pooled'.*pooler='none'"),
     (dict(position="rotary"), "ViTConfig.position='rotary' is not allowed; expected one of 'learned', 'sincos2d'"),
 ])
 def test_bad_configs_name_the_field(changes, message):

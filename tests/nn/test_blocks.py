@@ -4,6 +4,7 @@ from torch import nn
 
 from formers.nn import BlockConfig, FeedForward, GatedFeedForward, PostNorm, PreNorm, RMSNorm, make_block, make_norm
 from formers.nn.attention import CrossAttention, SelfAttention
+from formers.nn.feedforward import activation_fn
 from formers.nn.kernels import SDPAKernel
 
 D = 16
@@ -24,13 +25,22 @@ def test_layernorm_has_zero_mean_unit_variance():
     torch.testing.assert_close(y.var(-1, unbiased=False), torch.ones(4), atol=1e-3, rtol=0)
 
 
-@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh", "swiglu", "geglu", "reglu"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh", "quick_gelu", "swiglu", "geglu", "reglu"])
 def test_feed_forward_shapes_and_kind(activation):
     cfg = BlockConfig(d_model=D, n_heads=2, activation=activation, d_ff=40)
     block = make_block(cfg, causal=False)
     ff = block.feed_forward.sublayer
     assert isinstance(ff, GatedFeedForward if activation in ("swiglu", "geglu", "reglu") else FeedForward)
     assert ff(torch.randn(2, 5, D)).shape == (2, 5, D)
+
+
+def test_quick_gelu_is_the_sigmoid_approximation_of_gelu():
+    x = torch.linspace(-6, 6, 101)
+    quick = activation_fn("quick_gelu")(x)
+    torch.testing.assert_close(quick, x * torch.sigmoid(1.702 * x))
+    # within 0.021 of the exact GELU everywhere (Hendrycks & Gimpel's approximation error), not equal to it
+    gap = (quick - torch.nn.functional.gelu(x)).abs().max().item()
+    assert 1e-3 < gap < 0.021
 
 
 def test_swiglu_computes_gated_product():

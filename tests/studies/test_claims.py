@@ -42,7 +42,8 @@ def test_no_positions_is_order_blind_and_cannot_reverse(tmp_path):
     assert accuracy["none"] < result["bag_ceiling"] + 0.05  # no better than an order-blind model can be
     assert accuracy["none"] < 0.45
     assert accuracy["sinusoidal"] > 0.9
-    assert gaps["none"]["permuted_output_gap"] < 1e-4  # f(Px) = P f(x)
+    # f(Px) = P f(x): outputs are LayerNorm'd (unit scale), so 1e-4 is 1e-4 relative (fp32 noise ~1e-6)
+    assert gaps["none"]["permuted_output_gap"] < 1e-4
     assert gaps["none"]["pooled_gap"] < 1e-4
     assert gaps["sinusoidal"]["permuted_output_gap"] > 0.1
 

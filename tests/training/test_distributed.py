@@ -85,10 +85,16 @@ def runs(tmp_path_factory):
     return tmp
 
 
+def same_losses(a: list[float], b: list[float]) -> bool:
+    """Ranks reduce gradients in another order than one process (~1e-7 relative), and six Adam steps carry
+    it into the losses: ~1e-6 relative; 1e-5 relative keeps a 10x margin."""
+    return all(x == pytest.approx(y, rel=1e-5) for x, y in zip(a, b, strict=True))
+
+
 def test_ddp_gives_the_losses_of_one_process_with_the_same_global_batch(runs):
     one, ddp = losses(runs / "one"), losses(runs / "ddp")
     assert len(one) == len(ddp) == 6
-    assert max(abs(a - b) for a, b in zip(one, ddp, strict=True)) < 1e-5, (one, ddp)
+    assert same_losses(one, ddp), (one, ddp)
     assert one[-1] < one[0]
 
 
@@ -101,14 +107,14 @@ def test_a_run_resumed_under_ddp_continues_exactly(runs):
 
 def test_fsdp_trains_like_one_process_and_its_checkpoint_resumes(runs):
     one, fsdp = losses(runs / "one"), losses(runs / "fsdp")
-    assert max(abs(a - b) for a, b in zip(one, fsdp, strict=True)) < 1e-5, (one, fsdp)
+    assert same_losses(one, fsdp), (one, fsdp)
     assert losses(runs / "fsdp-resumed") == fsdp  # exact under FSDP too
     full, resumed = weights(runs / "fsdp" / "step-00000006"), weights(runs / "fsdp-resumed" / "step-00000006")
     for name, value in full.items():
         assert torch.equal(value, resumed[name]), name
     # the gathered FSDP checkpoint (optimizer state included) resumes in one process
     cross = losses(runs / "fsdp-then-one")  # its own log holds steps 4-6
-    assert max(abs(a - b) for a, b in zip(one[3:], cross, strict=True)) < 1e-5, (one, cross)
+    assert same_losses(one[3:], cross), (one, cross)
 
 
 def test_only_rank_zero_writes(runs):

@@ -31,7 +31,7 @@ class FixedBatch:
 
 
 def quiet(**kw):
-    base = dict(progress=False, tensorboard=False, eval_every=0, log_every=1)
+    base = dict(progress=False, tensorboard=False, eval_every=0, log_every=1, precision="fp32")  # the same on every CPU
     return TrainerConfig(**{**base, **kw})
 
 
@@ -143,5 +143,6 @@ def test_compiled_training_matches_eager_without_graph_breaks(tmp_path):
         cfg = quiet(max_steps=3, compile=compile)
         fit = Trainer(model, CausalLM(), source, config=cfg, out_dir=tmp_path / str(compile)).fit()
         losses[compile] = [r["train/loss"] for r in fit["history"] if "train/loss" in r]
-    assert losses[True] == pytest.approx(losses[False], abs=1e-4)
+    # inductor fuses and reorders fp32 arithmetic: ~1e-6 relative per step; 3e-5 relative after 3 steps
+    assert losses[True] == pytest.approx(losses[False], rel=3e-5)
     assert not torch._dynamo.utils.counters["graph_break"]  # the token-id and position checks stay out of the graph
