@@ -17,6 +17,7 @@ from torch import nn
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.errors import CheckpointError, ConfigError
 from formers.io import load, load_tokenizer, resolve_checkpoint
+from formers.tasks.base import Recipe
 from formers.text_to_image import ClipScorer, rerank, sample_images
 
 PAIR_TEMPLATE = "an image of a {colour} {shape}"
@@ -24,21 +25,18 @@ SPLITS = {"seen": "test", "heldout": "heldout"}  # what the figures call them ->
 
 
 def load_judge(path: str) -> ClipScorer:
-    """A CLIP checkpoint written by `formers train` on Shapes, with the pixel statistics and text wrapping of
-    the data it was trained on (read from the recipe saved beside its weights)."""
+    """A CLIP checkpoint written by `formers train recipes/clip-shapes.yaml`, with the pixel statistics and
+    text wrapping of the data it was trained on (read from the recipe saved beside its weights)."""
     folder = resolve_checkpoint(path)
     extra = folder / "extra.json"
     if not extra.is_file():
         raise CheckpointError(f"{folder} has no extra.json: the judge needs a CLIP checkpoint written by formers train")
-    recipe = json.loads(extra.read_text())["recipe"]
-    objective = recipe.get("objective") or {}
-    shapes = objective.get("shapes")
-    if recipe.get("task") != "clip" or shapes is None:
-        raise ConfigError(f"{path} is not a CLIP trained on Shapes (task {recipe.get('task')!r}); train one with "
+    recipe = Recipe.from_dict(json.loads(extra.read_text())["recipe"])
+    if recipe.task != "clip" or getattr(recipe.objective, "data", None) != "shapes":
+        raise ConfigError(f"{path} is not a CLIP trained on Shapes (task {recipe.task!r}); train one with "
                           "recipes/clip-shapes.yaml")
-    mean, std = Shapes(ShapesConfig.from_dict(shapes)).stats
-    wrap = tuple(objective.get("wrap") or ("[CLS]", "[SEP]"))
-    return ClipScorer(load(folder).eval(), load_tokenizer(folder), mean, std, wrap)
+    mean, std = Shapes(recipe.objective.shapes.shapes, split="train").stats  # what the CLIP's images were divided by
+    return ClipScorer(load(folder).eval(), load_tokenizer(folder), mean, std, tuple(recipe.objective.text_wrap))
 
 
 def pair_candidates(shapes: ShapesConfig) -> list[tuple[str, str]]:
@@ -100,7 +98,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Measure a trained text-to-image run with a CLIP judge and write the held-out prompts' samples as a grid."""
     import argparse
 
-    from formers.tasks.base import Recipe
     from formers.text_to_image import save_image_grid
 
     parser = argparse.ArgumentParser(prog="python -m formers.tasks.text_to_image_judge", description=main.__doc__)
