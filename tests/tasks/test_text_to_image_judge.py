@@ -52,7 +52,7 @@ def test_judge_picks_the_candidate_whose_text_is_closest():
     candidates = shapes.all_pairs
     scorer = ClipScorer(nn.Identity(), shapes_tokenizer(), (0.5,) * 3, (0.5,) * 3)
     scorer.image_embeddings = lambda images: torch.eye(64)[[5, 17, 63]]  # images "look like" candidates 5, 17, 63
-    scorer.text_embeddings = lambda texts: torch.eye(64)[: len(texts)]  # one text per candidate, in order
+    scorer.text_embeddings = lambda texts: torch.eye(64).repeat_interleave(3, 0)  # 3 prompts per candidate, in order
     assert judge_pairs(scorer, torch.zeros(3, 3, 24, 24), candidates).tolist() == [5, 17, 63]
 
 
@@ -68,7 +68,7 @@ def test_measure_prompts_counts_matches_before_and_after_reranking():
     judged = 9  # every image is judged to show candidate 9
     scorer = ClipScorer(nn.Identity(), shapes_tokenizer(), (0.5,) * 3, (0.5,) * 3)
     scorer.image_embeddings = lambda images: torch.eye(64)[[judged] * len(images)]
-    scorer.text_embeddings = lambda texts: (torch.eye(64)[: len(texts)] if len(texts) == 64
+    scorer.text_embeddings = lambda texts: (torch.eye(64).repeat_interleave(3, 0) if len(texts) == 192
                                             else torch.ones(len(texts), 64) / 8)
     result = measure_prompts(recipe, model, shapes_tokenizer(), scorer)
     for name, split in (("seen", "test"), ("heldout", "heldout")):
