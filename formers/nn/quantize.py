@@ -50,6 +50,7 @@ class QuantizerConfig(Config):
     eps: float = 1e-5  # EMA codebook: Laplace smoothing of the counts, so no code divides by zero
     revive_below: float = 0.03  # a code is dead below this fraction of the uniform usage share; 0 = never revive
     usage_decay: float = 0.95  # moving average of each code's usage, for revival: dead after ~70 unused steps
+    # (0.99 waits ~350: a Fashion-MNIST run then used 27% of 256 codes after 300 steps)
 
     def __post_init__(self) -> None:
         super().__post_init__()

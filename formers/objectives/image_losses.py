@@ -106,8 +106,8 @@ def _unit_channels(f: torch.Tensor) -> torch.Tensor:
     return f * torch.rsqrt(f.pow(2).sum(dim=1, keepdim=True) + 1e-10)
 
 
-class Perceptual(nn.Module):
-    """sum_l w_l mean_{b,h,w} ||u(phi_l(x)) - u(phi_l(y))||^2, u = unit length over channels."""
+class FeatureLoss(nn.Module):
+    """Interface: sum_l w_l distance_l(phi_l(x), phi_l(y)) over the layers of a frozen feature network."""
 
     def __init__(self, features: FeatureNetwork, weights: Sequence[float] | None = None) -> None:
         super().__init__()
@@ -118,12 +118,22 @@ class Perceptual(nn.Module):
         return self.compare(*feature_pair(self.features, prediction, target))
 
     def compare(self, predicted: list[torch.Tensor], wanted: list[torch.Tensor]) -> torch.Tensor:
-        """The loss from both images' features (ImageLoss computes them once for this and Style)."""
+        """The loss from both images' features (ImageLoss computes them once for Perceptual and Style)."""
         total = predicted[0].new_zeros((), dtype=torch.float32)
         for w, fp, ft in zip(self.weights, predicted, wanted, strict=True):
-            diff = _unit_channels(fp.float()) - _unit_channels(ft.float())  # (B, C_l, H_l, W_l)
-            total = total + w * diff.pow(2).sum(dim=1).mean()
+            total = total + w * self.distance(_unit_channels(fp.float()), _unit_channels(ft.float()))
         return total
+
+    def distance(self, up: torch.Tensor, ut: torch.Tensor) -> torch.Tensor:
+        """One layer's distance between unit-normalised features (B, C, H, W) -> ()."""
+        raise NotImplementedError
+
+
+class Perceptual(FeatureLoss):
+    """sum_l w_l mean_{b,h,w} ||u(phi_l(x)) - u(phi_l(y))||^2, u = unit length over channels."""
+
+    def distance(self, up: torch.Tensor, ut: torch.Tensor) -> torch.Tensor:
+        return (up - ut).pow(2).sum(dim=1).mean()
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -134,7 +144,7 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
-class Style(nn.Module):
+class Style(FeatureLoss):
     """sum_l w_l ||G(u(phi_l(x))) - G(u(phi_l(y)))||_F^2, G(u) = U U^T / (H W), u = unit length over channels.
 
     Gatys et al. compare Gram matrices of the raw features, whose scale differs by orders of magnitude
@@ -143,21 +153,9 @@ class Style(nn.Module):
     term uses them, every Gram matrix has trace 1 and the squared distance lies in [0, 4] whatever the
     network: one weight serves them all."""
 
-    def __init__(self, features: FeatureNetwork, weights: Sequence[float] | None = None) -> None:
-        super().__init__()
-        self.features = features
-        self.weights = list(weights) if weights is not None else [1.0] * len(features.layers)
-
-    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.compare(*feature_pair(self.features, prediction, target))
-
-    def compare(self, predicted: list[torch.Tensor], wanted: list[torch.Tensor]) -> torch.Tensor:
-        total = predicted[0].new_zeros((), dtype=torch.float32)
-        for w, fp, ft in zip(self.weights, predicted, wanted, strict=True):
-            c = fp.shape[1]  # gram_matrix divides by C H W; a trace-1 Gram divides by H W only
-            gp, gt = gram_matrix(_unit_channels(fp.float())) * c, gram_matrix(_unit_channels(ft.float())) * c
-            total = total + w * (gp - gt).pow(2).sum(dim=(1, 2)).mean()
-        return total
+    def distance(self, up: torch.Tensor, ut: torch.Tensor) -> torch.Tensor:
+        c = up.shape[1]  # gram_matrix divides by C H W; a trace-1 Gram divides by H W only
+        return (gram_matrix(up) * c - gram_matrix(ut) * c).pow(2).sum(dim=(1, 2)).mean()
 
 
 # ---- adversarial ---------------------------------------------------------------------------------

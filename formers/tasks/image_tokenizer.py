@@ -6,7 +6,8 @@
 The training split loses a seeded `val_fraction` to validation (the Trainer's val/ metrics); the test
 split is touched only after training, by `test_metrics`:
 
-  test/psnr, test/ssim        of the reconstructions, in [0, 1] pixel units (formers.evaluate.image_quality)
+  test/psnr, test/ssim        of the reconstructions, in [0, 1] pixel units (formers.evaluate.image_quality;
+                              SSIM's 11x11 window, 7x7 on Digits' 8x8 images)
   test/code_usage             distinct codes over the test set / codebook size
   test/perplexity             exp(entropy) of the code histogram over the test set
   test/baseline_psnr, _ssim   the best downsample-quantise-upsample codec of at most the same bits per
@@ -26,7 +27,7 @@ from formers.config import Config, check
 from formers.data.images import ImageBatches, ImageSet, eval_image_batches, load_image_dataset
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.errors import ConfigError
-from formers.evaluate.image_quality import best_resample_codec, psnr, resample_codec, ssim
+from formers.evaluate.image_quality import SSIM_WINDOW, best_resample_codec, psnr, resample_codec, ssim
 from formers.io import load
 from formers.nn.quantize import perplexity
 from formers.objectives.image_losses import ImageLossConfig
@@ -124,11 +125,14 @@ def measure(model: nn.Module, data: ImageSet) -> dict:
     k = model.config.quantizer.codebook_size
     counts = torch.bincount(codes.flatten(), minlength=k).float()
     baseline = best_resample_codec(target, model.config.bits_per_image)
+    side = min(target.shape[-2:])
+    window = min(SSIM_WINDOW, side if side % 2 else side - 1)  # Digits' 8x8 images take a 7x7 window
     return {
-        "test/psnr": psnr(recon, target).mean().item(), "test/ssim": ssim(recon, target).mean().item(),
+        "test/psnr": psnr(recon, target).mean().item(),
+        "test/ssim": ssim(recon, target, window_size=window).mean().item(),
         "test/code_usage": (counts > 0).sum().item() / k, "test/perplexity": perplexity(counts).item(),
         "test/baseline_psnr": baseline["psnr"],
-        "test/baseline_ssim": ssim(baseline["reconstruction"], target).mean().item(),
+        "test/baseline_ssim": ssim(baseline["reconstruction"], target, window_size=window).mean().item(),
         "baseline": {k: v for k, v in baseline.items() if k != "reconstruction"},
     }
 

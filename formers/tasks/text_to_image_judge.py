@@ -1,8 +1,9 @@
 """Judging generated Shapes images with a CLIP model: does a sample show the prompt's colour and shape?
 
 A sample is judged by zero-shot classification over every colour x shape pair of the Shapes config,
-each as "an image of a {colour} {shape}" (the canonical wording of the Shapes "image of" template), and
-matches when the judged pair is the prompt's. `measure_prompts` does this for prompts of seen and of
+each named by the Shapes "image of" template's three wordings ("an image of a red circle", "a picture
+of ...", "a drawing of ..."; prompt ensembling as formers.evaluate does it), and matches when the judged
+pair is the prompt's. `measure_prompts` does this for prompts of seen and of
 held-out pairs, before and after reranking, and beside the judge's accuracy on the prompts' real images.
 """
 
@@ -15,31 +16,31 @@ import torch
 from torch import nn
 
 from formers.data.shapes import Shapes, ShapesConfig
+from formers.data.shapes_text import IMAGE_OF, _article
 from formers.errors import CheckpointError, ConfigError
+from formers.evaluate import class_embeddings
 from formers.io import load, load_tokenizer
 from formers.storage import resolve_checkpoint
 from formers.tasks.base import Recipe
 from formers.text_to_image import ClipScorer, rerank, sample_images
 
-PAIR_TEMPLATE = "an image of a {colour} {shape}"
+PAIR_TEMPLATES = tuple(f"{words} {{}}" for words in IMAGE_OF)  # "an image of {}" + "a red circle", "an orange ring"
 SPLITS = {"seen": "test", "heldout": "heldout"}  # what the figures call them -> the Shapes split
 
 
 def load_judge(path: str) -> ClipScorer:
-    """A CLIP checkpoint written by `formers train` on Shapes, with the pixel statistics and text wrapping of
-    the data it was trained on (read from the recipe saved beside its weights)."""
+    """A CLIP checkpoint written by `formers train recipes/clip-shapes.yaml`, with the pixel statistics and
+    text wrapping of the data it was trained on (read from the recipe saved beside its weights)."""
     folder = resolve_checkpoint(path)
     extra = folder / "extra.json"
     if not extra.is_file():
         raise CheckpointError(f"{folder} has no extra.json: the judge needs a CLIP checkpoint written by formers train")
-    recipe = json.loads(extra.read_text())["recipe"]
-    objective = recipe.get("objective") or {}
-    if recipe.get("task") != "clip" or objective.get("data", "shapes") != "shapes":
-        raise ConfigError(f"{path} is not a CLIP trained on Shapes (task {recipe.get('task')!r}); train one with "
+    recipe = Recipe.from_dict(json.loads(extra.read_text())["recipe"])
+    if recipe.task != "clip" or getattr(recipe.objective, "data", None) != "shapes":
+        raise ConfigError(f"{path} is not a CLIP trained on Shapes (task {recipe.task!r}); train one with "
                           "recipes/clip-shapes.yaml")
-    task = Recipe.from_dict(recipe).objective  # the clip task's config: its Shapes config and text wrapping
-    mean, std = Shapes(task.shapes.shapes).stats
-    return ClipScorer(load(folder).eval(), load_tokenizer(folder), mean, std, tuple(task.text_wrap))
+    mean, std = Shapes(recipe.objective.shapes.shapes, split="train").stats  # what the CLIP's images were divided by
+    return ClipScorer(load(folder).eval(), load_tokenizer(folder), mean, std, tuple(recipe.objective.text_wrap))
 
 
 def pair_candidates(shapes: ShapesConfig) -> list[tuple[str, str]]:
@@ -48,9 +49,11 @@ def pair_candidates(shapes: ShapesConfig) -> list[tuple[str, str]]:
 
 @torch.no_grad()
 def judge_pairs(scorer: ClipScorer, images: torch.Tensor, candidates: Sequence[tuple[str, str]]) -> torch.Tensor:
-    """images (N, C, H, W) in [0, 1] -> index into `candidates` of the pair the CLIP finds most similar (N,)."""
-    texts = [PAIR_TEMPLATE.format(colour=c, shape=s) for c, s in candidates]
-    return (scorer.image_embeddings(images) @ scorer.text_embeddings(texts).T).argmax(dim=1)
+    """images (N, C, H, W) in [0, 1] -> index into `candidates` of the pair the CLIP finds most similar (N,),
+    each pair's embedding an ensemble of PAIR_TEMPLATES (formers.evaluate.class_embeddings)."""
+    names = [_article(f"{c} {s}") for c, s in candidates]  # "a red circle", "an orange ring": as captions say it
+    classes = class_embeddings(scorer.text_embeddings, names, PAIR_TEMPLATES)
+    return (scorer.image_embeddings(images) @ classes.T).argmax(dim=1)
 
 
 def prompts_of(shapes: ShapesConfig, split: str, n: int) -> tuple[list[str], list[tuple[str, str]], torch.Tensor]:
@@ -101,7 +104,6 @@ def main(argv: Sequence[str] | None = None) -> dict:
     """Measure a trained text-to-image run with a CLIP judge and write the held-out prompts' samples as a grid."""
     import argparse
 
-    from formers.tasks.base import Recipe
     from formers.text_to_image import save_image_grid
 
     parser = argparse.ArgumentParser(prog="python -m formers.tasks.text_to_image_judge", description=main.__doc__)

@@ -13,12 +13,15 @@ from formers.models import (
     BartConfig,
     BertConfig,
     CNNConfig,
+    DALLEConfig,
     GPTConfig,
     LSTMConfig,
     T5Config,
     TransformerConfig,
     ViTConfig,
+    VQVAEConfig,
 )
+from formers.nn.quantize import QuantizerConfig
 
 
 def plain(ids: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
@@ -57,6 +60,10 @@ CASES = [
     Case("t5-v1.1", T5Config(**TINY, **V11, n_decoder_layers=3, kernel="explicit"), causal=True, inputs=seq2seq),
     Case("bart", BartConfig(**TINY), causal=True, inputs=seq2seq),
     Case("lstm", LSTMConfig(vocab_size=61, d_model=32, n_layers=2, max_seq_len=32, dropout=0.0), causal=True),
+    # 45 text ids + 16 image codes = 61; 6 text positions + a 4x4 grid of image positions
+    Case("dalle", DALLEConfig(text_vocab_size=45, text_len=6, d_model=32, n_heads=4, n_layers=2, dropout=0.0,
+                              vqvae=VQVAEConfig(image_size=16, hidden=8, n_res_blocks=0,
+                                                quantizer=QuantizerConfig(codebook_size=16, code_dim=4))), causal=True),
 ]
 
 
