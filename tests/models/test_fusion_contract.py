@@ -166,3 +166,49 @@ def test_late_fusion_takes_clip_or_towers_not_both():
 
     with pytest.raises(ConfigError, match="image and text left null"):
         clip_late_fusion(image={"family": "vit", **VIT})
+
+
+def captioner():
+    from formers.models import CaptionerConfig
+
+    torch.manual_seed(0)
+    return build_model(CaptionerConfig(image={"family": "vit", **VIT}, vocab_size=40, d_model=32, n_heads=4,
+                                       n_layers=2, dropout=0.0)).eval()
+
+
+def test_captioner_contract(tmp_path):
+    from formers.generation import generate
+
+    model, pixels = captioner(), torch.randn(2, 3, 16, 16)
+    ids = torch.randint(7, 40, (2, 6))
+    logits = model(pixels, decoder_input_ids=ids).logits
+    assert logits.shape == (2, 6, 40)
+    changed = ids.clone()
+    changed[:, 4] = (changed[:, 4] + 1) % 40
+    torch.testing.assert_close(model(pixels, decoder_input_ids=changed).logits[:, :4], logits[:, :4])  # causal
+    assert not torch.allclose(model(torch.randn(2, 3, 16, 16), decoder_input_ids=ids).logits, logits)  # reads image
+    cached = generate(model, pixels, max_new_tokens=5, eos_token_id=6)
+    assert torch.equal(cached, generate(model, pixels, max_new_tokens=5, eos_token_id=6, use_cache=False))
+    assert generate(model, pixels, max_new_tokens=5, eos_token_id=6, num_beams=3).shape[0] == 2
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model(pixels, decoder_input_ids=ids).logits.float()
+    assert (low - logits).abs().max() < 0.1 * logits.abs().max()  # bf16: ~0.4% per rounding, a few layers
+    formers.save_model(model, tmp_path)
+    assert torch.equal(formers.load(tmp_path)(pixels, decoder_input_ids=ids).logits, logits)
+
+
+def test_vlp_contract(tmp_path):
+    from formers.models import VLPConfig
+
+    torch.manual_seed(0)
+    trunk = dict(family="visualbert", vocab_size=61, d_model=32, n_heads=4, n_layers=1, max_seq_len=32,
+                 dropout=0.0, image={"family": "vit", **VIT})
+    model = build_model(VLPConfig(trunk=trunk, embed_dim=16)).eval()
+    x, pixels = torch.randint(1, 61, (2, 7)), torch.randn(2, 3, 16, 16)
+    out = model(x, pixel_values=pixels)
+    assert out.logits.shape == (2, 7, 61) and out.nsp_logits.shape == (2, 2)  # MLM and match logits
+    image = model.image_tokens(pixels)
+    sim = model.similarity(model.image_embeds(image), model.text_embeds(x))
+    assert sim.shape == (2, 2) and sim.dtype == torch.float32
+    formers.save_model(model, tmp_path)
+    assert torch.equal(formers.load(tmp_path)(x, pixel_values=pixels).nsp_logits, out.nsp_logits)
