@@ -10,11 +10,11 @@ from torch import nn
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.data.shapes_text import shapes_tokenizer
 from formers.errors import ConfigError
-from formers.io import save_model
 from formers.models import CLIP, CLIPConfig, GPTConfig, ViTConfig
 from formers.models.dalle import DALLE, DALLEConfig
 from formers.models.vqvae import VQVAEConfig
 from formers.nn.quantize import QuantizerConfig
+from formers.storage import save_model
 from formers.tasks import load_recipe
 from formers.tasks.text_to_image_judge import judge_pairs, load_judge, measure_prompts, prompts_of
 from formers.text_to_image import ClipScorer, rerank
