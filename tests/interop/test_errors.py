@@ -58,7 +58,7 @@ def test_truncated_weights_and_missing_or_foreign_files_are_refused(folders, tmp
         formers.load(bert)
     config = json.loads((bert / "config.json").read_text())
     (bert / "config.json").write_text(json.dumps({**config, "model_type": "roberta"}))
-    with pytest.raises(CheckpointError, match="model_type='roberta'; formers reads .*'bart', 'bert', 'gpt2', 't5'"):
+    with pytest.raises(CheckpointError, match="model_type='roberta'; formers reads .*'bart', 'bert'.*'gpt2', 't5'"):
         formers.load(bert)
 
 
