@@ -56,7 +56,8 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], wrap: tuple[str, st
         first, last = [tokenizer.token_to_id(wrap[0])], [tokenizer.token_to_id(wrap[1])]
         if None in first + last:
             raise DataError(f"the tokenizer has no {wrap} tokens to wrap texts in; pass wrap=None or a pair it holds")
-    rows = [torch.tensor(first + ids + last, dtype=torch.long) for ids in (tokenizer.encode(t, add_special_tokens=False) for t in texts)]
+    bare = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    rows = [torch.tensor(first + ids + last, dtype=torch.long) for ids in bare]
     longest = max(len(r) for r in rows)
     if max_len is not None and longest > max_len:
         raise DataError(f"a text of {longest} tokens does not fit max_len={max_len}: raise max_len")
