@@ -57,8 +57,8 @@ class TextToImageConfig(Config):
 
 def load_image_tokenizer(path: str) -> nn.Module:
     vq = load(path)
-    if getattr(vq, "family", None) != "vqvae":
-        raise ConfigError(f"objective.image_tokenizer={path!r} holds a {getattr(vq, 'family', '?')} model; give a "
+    if vq.config.family != "vqvae":
+        raise ConfigError(f"objective.image_tokenizer={path!r} holds a {vq.config.family} model; give a "
                           "VQ-VAE checkpoint (formers train recipes/vqvae-shapes.yaml)")
     return vq
 
