@@ -54,6 +54,8 @@ def step_gradients(objective, batches: list[dict], grad_accum: int, out_dir, **c
     def capture(trainer) -> None:  # callbacks see the step's final gradients
         seen.update({n: p.grad.detach().clone() for n, p in trainer.model.named_parameters() if p.grad is not None})
 
+    # fp32 whatever the CPU: `auto` would pick bf16 on AMX, whose rounding (~1e-2) hides the 1e-6 being checked
+    config = {"precision": "fp32", **config}
     cfg = TrainerConfig(max_steps=1, batch_size=2, grad_accum=grad_accum, grad_clip=None, progress=False,
                         tensorboard=False, eval_every=0, **config)
     trainer = Trainer(model, objective, Queue(batches), config=cfg, out_dir=out_dir, callbacks=[capture])
