@@ -1,4 +1,4 @@
-"""Shared measuring helpers: matmul peak, timing, FLOP counts, peak memory, worker processes."""
+"""Shared measuring helpers: the machine, matmul peak, timing, FLOP counts, peak memory, worker processes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,42 @@ import time
 from collections.abc import Callable
 
 import torch
+
+# Set before Python starts, these make a bigger x86 CPU dispatch like an AVX2-only one: torch's own kernels,
+# oneDNN (no bf16 kernels left: bf16 is emulated) and MKL's fp32 GEMM. Inductor's cache key misses the first,
+# so an emulated run gets its own compile cache.
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+            "TORCHINDUCTOR_CACHE_DIR": "/tmp/torchinductor-avx2"}
+
+
+def machine(peak_n: int = 1024) -> dict:
+    """The CPU as this process dispatches on it (model, ATen kernels, bf16 hardware, oneDNN bf16) and its
+    fp32 and bf16 matmul peaks (peak_n^3, best of 3), measured now: every figure of a run names its machine."""
+    from formers.training.precision import cpu_facts, native_bf16
+
+    facts = cpu_facts()
+    return {
+        "cpu": facts.name, "kernels": facts.capability, "bf16_instructions": facts.bf16_units or "none",
+        "onednn_bf16": facts.onednn_bf16, "native_bf16": native_bf16(facts), "threads": torch.get_num_threads(),
+        "isa_env": {k: os.environ[k] for k in AVX2_ENV if k in os.environ and k != "TORCHINDUCTOR_CACHE_DIR"},
+        "load_average": os.getloadavg()[0],
+        f"matmul_{peak_n}_gflops": {name: matmul_peak(dtype, peak_n) / 1e9
+                                    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
+    }
+
+
+def machine_line(m: dict) -> str:
+    """One line naming the machine, for the top of a report."""
+    peaks = next(v for k, v in m.items() if k.startswith("matmul_"))
+    n = next(k for k in m if k.startswith("matmul_")).split("_")[1]
+    emulated = f" under {' '.join(f'{k}={v}' for k, v in m['isa_env'].items())}" if m["isa_env"] else ""
+    def rate(gflops: float) -> str:
+        return f"{gflops:,.0f}" if gflops >= 10 else f"{gflops:.1f}"
+
+    return (f"machine: {m['cpu']}{emulated}: kernels {m['kernels']}, bf16 instructions {m['bf16_instructions']}, "
+            f"oneDNN bf16 {'on' if m['onednn_bf16'] else 'off'} (bf16 {'native' if m['native_bf16'] else 'emulated'}); "
+            f"{m['threads']} threads; matmul {n}^3 fp32 {rate(peaks['fp32'])} GFLOP/s, "
+            f"bf16 {rate(peaks['bf16'])} GFLOP/s; load average {m['load_average']:.1f}")
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 3) -> float:
@@ -68,9 +104,10 @@ def peak_rss_mb() -> float:
 
 
 # ---- workers: each measurement in a fresh process, so memory figures and allocator caches do not mix ---------
-def run_worker(module: str, spec: dict, threads: int) -> dict:
-    """Run `python -m module --worker SPEC`; the worker prints one `RESULT {json}` line."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def run_worker(module: str, spec: dict, threads: int, env: dict[str, str] | None = None) -> dict:
+    """Run `python -m module --worker SPEC` (with `env` added to this environment, e.g. AVX2_ENV); the worker
+    prints one `RESULT {json}` line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-m", module, "--worker", json.dumps(spec), "--threads", str(threads)],
         capture_output=True, text=True, env=env,

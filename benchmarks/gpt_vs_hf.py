@@ -22,6 +22,10 @@ never mix.
     .venv/bin/python -m benchmarks.gpt_vs_hf                  # both shapes (~30 minutes on 2 quiet cores)
     .venv/bin/python -m benchmarks.gpt_vs_hf --shape small    # or --shape gpt2
     .venv/bin/python -m benchmarks.gpt_vs_hf --quick          # a smoke run in about a minute
+    .venv/bin/python -m benchmarks.gpt_vs_hf --shape small --fp32-only --emulate-avx2   # as on an AVX2 laptop
+
+Every run starts with the machine its workers see (CPU model, ATen kernels, bf16 hardware, oneDNN bf16,
+matmul peaks measured then); `--emulate-avx2` starts the workers with common.AVX2_ENV.
 """
 
 from __future__ import annotations
@@ -36,7 +40,10 @@ import torch
 from torch.nn import functional as F
 
 from benchmarks.common import (
+    AVX2_ENV,
     gpt_train_flops_per_token,
+    machine,
+    machine_line,
     matmul_peak,
     median_time,
     peak_rss_mb,
@@ -140,9 +147,12 @@ def formers_step(model, ids: torch.Tensor, precision: str, compile: bool):
     return Trainer(model, CausalLM(), source, config=config, out_dir=tempfile.mkdtemp()).train_step
 
 
-def train_configs(compile: bool) -> list[tuple[str, str]]:
+def train_configs(compile: bool, dtypes: tuple[str, ...] = ("fp32", "bf16")) -> list[tuple[str, str]]:
     """(lib, precision) pairs, in the order they are reported."""
-    configs = [(lib, p) for p in ("fp32", "bf16") for lib in LIBS] + [("formers", "bf16-pure")]
+    configs = [(lib, p) for p in dtypes for lib in LIBS]
+    if "bf16" not in dtypes:
+        return configs
+    configs += [("formers", "bf16-pure")]
     return configs + [("formers", "bf16-pure+compile")] if compile else configs
 
 
@@ -225,7 +235,7 @@ def generate_worker(spec: dict) -> dict:
     prompts = {"batch1": [torch.randint(1, s.vocab, (32,), generator=g)],
                "batch8": [torch.randint(1, s.vocab, (n,), generator=g) for n in range(4, 33, 4)]}
     out = {}
-    for dtype in ("fp32", "bf16"):
+    for dtype in spec["dtypes"]:
         for model in models.values():
             model.to(torch.float32 if dtype == "fp32" else torch.bfloat16)
         runs = {(lib, name): generate_fn(lib, models[lib], p) for name, p in prompts.items() for lib in LIBS}
@@ -243,44 +253,51 @@ def generate_worker(spec: dict) -> dict:
 
 
 # ---- the report ---------------------------------------------------------------------------------------------------
-def bench_shape(name: str, threads: int, compile: bool) -> dict:
+def bench_shape(name: str, threads: int, compile: bool, dtypes: tuple[str, ...], env: dict | None) -> dict:
     s = SHAPES[name]
     print(f"\n## {name}: {s.layers} layers, d={s.d}, {s.heads} heads, seq {s.seq}, vocab {s.vocab}, batch {s.batch}; "
           f"{threads} threads; load {os.getloadavg()[0]:.1f}", flush=True)
     module = "benchmarks.gpt_vs_hf"
     train = {}
-    for dtype in ("fp32", "bf16"):
-        train.update(run_worker(module, {"task": "train", "shape": name, "dtype": dtype, "compile": compile}, threads))
-    for lib, precision in train_configs(compile):
+    for dtype in dtypes:
+        spec = {"task": "train", "shape": name, "dtype": dtype, "compile": compile}
+        train.update(run_worker(module, spec, threads, env))
+    for lib, precision in train_configs(compile, dtypes):
         spec = {"task": "memory", "shape": name, "lib": lib, "precision": precision}
-        train[f"{lib} {precision}"].update(run_worker(module, spec, threads))
+        train[f"{lib} {precision}"].update(run_worker(module, spec, threads, env))
     print("\n| train | tokens/s | MFU | memory added, MB |\n|---|---|---|---|")
     for key, r in train.items():
         print(f"| {key} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['memory_mb']:,.0f} |")
-    peaks = {p: r["peak_gflops"] for k, r in train.items() for p in ("fp32", "bf16") if k.endswith(" " + p)}
-    print(f"matmul peak (best of the run): fp32 {peaks['fp32']:,.0f} GFLOP/s, bf16 {peaks['bf16']:,.0f} GFLOP/s")
+    peaks = {p: r["peak_gflops"] for k, r in train.items() for p in dtypes if k.endswith(" " + p)}
+    print("matmul peak (best of the run): " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in peaks.items()))
     repeats = {"quick": 1, "small": 3, "gpt2": 3}[name]
-    gen = run_worker(module, {"task": "generate", "shape": name, "repeats": repeats}, threads)
-    print("\n| generate, tokens/s | fp32 batch 1 | fp32 batch 8 | bf16 batch 1 | bf16 batch 8 |\n|---|---|---|---|---|")
+    gen = run_worker(module, {"task": "generate", "shape": name, "repeats": repeats, "dtypes": dtypes}, threads, env)
+    columns = [f"{d}/batch{b}" for d in dtypes for b in (1, 8)]
+    print("\n| generate, tokens/s | " + " | ".join(c.replace("/batch", " batch ") for c in columns) + " |\n|---"
+          + "|---" * len(columns) + "|")
     for lib in LIBS:
-        r = gen[lib]
-        print(f"| {lib} | " + " | ".join(f"{r[k]:,.1f}" for k in ("fp32/batch1", "fp32/batch8", "bf16/batch1",
-                                                                    "bf16/batch8")) + " |")
-    ratios(train, gen)
+        print(f"| {lib} | " + " | ".join(f"{gen[lib][k]:,.1f}" for k in columns) + " |")
+    ratios(train, gen, dtypes)
     print(f"load after: {os.getloadavg()[0]:.1f}", flush=True)
     return {"train": train, "generate": gen}
 
 
-def ratios(train: dict, gen: dict) -> None:
+def ratios(train: dict, gen: dict, dtypes: tuple[str, ...]) -> None:
     rate = {k: v["tokens_per_s"] for k, v in train.items()}
+    gen_ratios = ", ".join(f"{k} {gen['formers'][k] / gen['hf'][k]:.2f}" for k in gen["formers"])
+    memory = {k: v["memory_mb"] for k, v in train.items()}
+    if "bf16" not in dtypes:
+        print(f"\nformers / hf: train fp32 {rate['formers fp32'] / rate['hf fp32']:.2f}; formers / x-transformers: "
+              f"fp32 {rate['formers fp32'] / rate['x-transformers fp32']:.2f}")
+        print(f"formers / hf generate: {gen_ratios}")
+        print(f"memory formers / hf: fp32 {memory['formers fp32'] / memory['hf fp32']:.2f}")
+        return
     best_bf16 = max(rate["formers bf16"], rate["formers bf16-pure"])
     print(f"\nformers / hf: train fp32 {rate['formers fp32'] / rate['hf fp32']:.2f}, "
           f"bf16 {rate['formers bf16'] / rate['hf bf16']:.2f} (autocast), {best_bf16 / rate['hf bf16']:.2f} (best); "
           f"formers / x-transformers: fp32 {rate['formers fp32'] / rate['x-transformers fp32']:.2f}, "
           f"bf16 {best_bf16 / rate['x-transformers bf16']:.2f}")
-    print("formers / hf generate: " + ", ".join(
-        f"{k} {gen['formers'][k] / gen['hf'][k]:.2f}" for k in gen["formers"]))
-    memory = {k: v["memory_mb"] for k, v in train.items()}
+    print(f"formers / hf generate: {gen_ratios}")
     print(f"memory formers / hf: fp32 {memory['formers fp32'] / memory['hf fp32']:.2f}, "
           f"bf16 {memory['formers bf16'] / memory['hf bf16']:.2f}, "
           f"bf16-pure {memory['formers bf16-pure'] / memory['hf bf16']:.2f}")
@@ -292,17 +309,24 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny shape, few repeats: a smoke test")
     parser.add_argument("--compile", action="store_true", help="also time formers with trainer.compile=true")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--fp32-only", action="store_true", help="skip bf16 (emulated, slow, without AMX/AVX512-BF16)")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="workers dispatch as on an AVX2-only CPU (benchmarks.common.AVX2_ENV)")
     parser.add_argument("--json", type=str, default=None, help="also write every figure to this file")
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker is not None:
         spec = json.loads(args.worker)
-        workers = {"train": train_timing_worker, "memory": train_memory_worker, "generate": generate_worker}
+        workers = {"train": train_timing_worker, "memory": train_memory_worker, "generate": generate_worker,
+                   "machine": lambda spec: machine()}
         report(workers[spec["task"]](spec))
         return
     names = ["quick"] if args.quick else ["small", "gpt2"] if args.shape == "all" else [args.shape]
-    results = {name: bench_shape(name, args.threads, args.compile) for name in names}
+    env, dtypes = (AVX2_ENV if args.emulate_avx2 else None), (("fp32",) if args.fp32_only else ("fp32", "bf16"))
+    results = {"machine": run_worker("benchmarks.gpt_vs_hf", {"task": "machine"}, args.threads, env)}
+    print(machine_line(results["machine"]), flush=True)
+    results.update({name: bench_shape(name, args.threads, args.compile, dtypes, env) for name in names})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import machine, machine_line
 from formers.models import GPT, GPTConfig
 from formers.nn.attention import SelfAttention
 from formers.nn.kernel_table import make_kernel
@@ -240,7 +241,10 @@ def main() -> None:
         return
     lengths = [1024, 2048, 4096] if args.quick else [1024, 2048, 4096, 8192, 16384, 32768]
     min_len = 1024 if args.quick else 2048
-    report = {"threads": args.threads, "load_before": os.getloadavg()[0], "torch": torch.__version__}
+    torch.set_num_threads(args.threads)
+    report = {"threads": args.threads, "load_before": os.getloadavg()[0], "torch": torch.__version__,
+              "machine": machine()}
+    print(machine_line(report["machine"]), flush=True)
     started = time.perf_counter()
     for scope in args.scopes:
         results = sweep(scope, lengths if scope == "layer" else lengths[:-1], args)

@@ -18,6 +18,7 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from benchmarks.common import machine, machine_line
 from benchmarks.gpt_vs_hf import LIBS, SHAPES, build, make_step
 
 # Operator name fragments -> the part of the step they belong to (first match wins).
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    print(machine_line(machine()))
     for lib in args.libs:
         if args.precision == "bf16-pure" and lib != "formers":
             print(f"\n## {lib}: no bf16-pure mode; profiled with bf16 autocast")
