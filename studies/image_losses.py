@@ -71,6 +71,11 @@ SHORT = {"L2": "L2", "L1": "L1", "L1 + perceptual": "L1+P", "L1 + perceptual + G
          "L1 + perceptual + GAN + style": "L1+P+GAN+S"}
 
 
+def plain_setting(s: Setting) -> dict:
+    """The setting as it reads back from JSON (tuples become lists), to compare with a saved one."""
+    return json.loads(json.dumps(dataclasses.asdict(s)))
+
+
 def variants(s: Setting) -> dict[str, ImageLossConfig]:
     l1 = dict(l1=1.0, l2=0.0)
     return {
@@ -90,7 +95,7 @@ def feature_network(path: Path | None, train, s: Setting, cache: Path) -> tuple[
         return FeatureNetwork(load(path), CNN_LAYERS), {"source": str(path)}
     if (cache / "info.json").is_file():
         info = json.loads((cache / "info.json").read_text())
-        if info.get("setting") == dataclasses.asdict(s):
+        if info.get("setting") == plain_setting(s):
             return FeatureNetwork(load(cache), CNN_LAYERS), info["info"]
     torch.manual_seed(s.seed)
     cnn = CNN(CNNConfig(n_channels=1, widths=list(s.classifier_widths), depths=[1, 1, 1], n_classes=10))
@@ -103,7 +108,7 @@ def feature_network(path: Path | None, train, s: Setting, cache: Path) -> tuple[
     print(f"feature CNN trained here: {s.classifier_steps} steps, test accuracy {accuracy:.3f} on 2,000 images")
     info = {"source": f"trained here, {s.classifier_steps} steps", "test_accuracy": accuracy}
     save_model(cnn, cache)
-    (cache / "info.json").write_text(json.dumps({"setting": dataclasses.asdict(s), "info": info}))
+    (cache / "info.json").write_text(json.dumps({"setting": plain_setting(s), "info": info}))
     return FeatureNetwork(cnn, CNN_LAYERS), info
 
 
@@ -178,8 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
     runs, images = {}, {}
     partial = args.out / f"{NAME}.partial.json"  # finished losses, kept so that a killed run resumes
     done = json.loads(partial.read_text()) if partial.is_file() else {}
-    if done.get("setting") != dataclasses.asdict(s) or done.get("feature_network") != feature_info:
-        done = {"setting": dataclasses.asdict(s), "feature_network": feature_info, "runs": {}, "images": {}}
+    if done.get("setting") != plain_setting(s) or done.get("feature_network") != feature_info:
+        done = {"setting": plain_setting(s), "feature_network": feature_info, "runs": {}, "images": {}}
     for name, losses in variants(s).items():
         if name in done["runs"]:
             runs[name], images[name] = done["runs"][name], torch.tensor(done["images"][name])
