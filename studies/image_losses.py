@@ -25,6 +25,7 @@ without one the study trains that CNN on Fashion-MNIST labels first (no pretrain
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ import torch
 
 from formers.data.images import ImageBatches, eval_image_batches, load_fashion_mnist
 from formers.evaluate.image_quality import high_frequency_energy, laplacian_variance, psnr, ssim
-from formers.io import load
+from formers.io import load, save_model
 from formers.models import CNN, VQVAE, CNNConfig, PatchGANConfig, VQVAEConfig
 from formers.nn.quantize import QuantizerConfig
 from formers.objectives.causal_lm import token_cross_entropy
@@ -70,6 +71,11 @@ SHORT = {"L2": "L2", "L1": "L1", "L1 + perceptual": "L1+P", "L1 + perceptual + G
          "L1 + perceptual + GAN + style": "L1+P+GAN+S"}
 
 
+def plain_setting(s: Setting) -> dict:
+    """The setting as it reads back from JSON (tuples become lists), to compare with a saved one."""
+    return json.loads(json.dumps(dataclasses.asdict(s)))
+
+
 def variants(s: Setting) -> dict[str, ImageLossConfig]:
     l1 = dict(l1=1.0, l2=0.0)
     return {
@@ -82,10 +88,15 @@ def variants(s: Setting) -> dict[str, ImageLossConfig]:
     }
 
 
-def feature_network(path: Path | None, train, s: Setting) -> tuple[FeatureNetwork, dict]:
-    """The recipe's CNN from a checkpoint, or the same CNN trained here on the labels for a few hundred steps."""
+def feature_network(path: Path | None, train, s: Setting, cache: Path) -> tuple[FeatureNetwork, dict]:
+    """The recipe's CNN from a checkpoint, or the same CNN trained here on the labels for a few hundred steps
+    (kept in `cache`, so a rerun reuses it)."""
     if path is not None:
         return FeatureNetwork(load(path), CNN_LAYERS), {"source": str(path)}
+    if (cache / "info.json").is_file():
+        info = json.loads((cache / "info.json").read_text())
+        if info.get("setting") == plain_setting(s):
+            return FeatureNetwork(load(cache), CNN_LAYERS), info["info"]
     torch.manual_seed(s.seed)
     cnn = CNN(CNNConfig(n_channels=1, widths=list(s.classifier_widths), depths=[1, 1, 1], n_classes=10))
     classify = lambda model, batch: token_cross_entropy(model(batch["pixel_values"]).logits, batch["labels"])  # noqa: E731
@@ -95,8 +106,10 @@ def feature_network(path: Path | None, train, s: Setting) -> tuple[FeatureNetwor
                  schedule=ScheduleConfig(kind="cosine", warmup_steps=s.classifier_steps // 10))
     accuracy = result["last_eval"]["val/accuracy"]
     print(f"feature CNN trained here: {s.classifier_steps} steps, test accuracy {accuracy:.3f} on 2,000 images")
-    return FeatureNetwork(cnn, CNN_LAYERS), {"source": f"trained here, {s.classifier_steps} steps",
-                                              "test_accuracy": accuracy}
+    info = {"source": f"trained here, {s.classifier_steps} steps", "test_accuracy": accuracy}
+    save_model(cnn, cache)
+    (cache / "info.json").write_text(json.dumps({"setting": plain_setting(s), "info": info}))
+    return FeatureNetwork(cnn, CNN_LAYERS), info
 
 
 def autoencoder(s: Setting, losses: ImageLossConfig, stats) -> VQVAE:
@@ -166,9 +179,17 @@ def main(argv: list[str] | None = None) -> dict:
     s = QUICK if args.quick else Setting()
     full = load_fashion_mnist("train")
     train, test = full.subset(slice(0, s.n_train)), load_fashion_mnist("test").subset(slice(0, s.n_test))
-    features, feature_info = feature_network(known.features, train, s)
+    features, feature_info = feature_network(known.features, train, s, args.out / f"{NAME}-features")
     runs, images = {}, {}
+    partial = args.out / f"{NAME}.partial.json"  # finished losses, kept so that a killed run resumes
+    done = json.loads(partial.read_text()) if partial.is_file() else {}
+    if done.get("setting") != plain_setting(s) or done.get("feature_network") != feature_info:
+        done = {"setting": plain_setting(s), "feature_network": feature_info, "runs": {}, "images": {}}
     for name, losses in variants(s).items():
+        if name in done["runs"]:
+            runs[name], images[name] = done["runs"][name], torch.tensor(done["images"][name])
+            print(f"{name:32s} (measured before, read from {partial})")
+            continue
         start = time.process_time()
         model = autoencoder(s, losses, (train.mean, train.std))
         objective = ImageReconstruction(losses, features)
@@ -181,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{name:32s} PSNR {r['psnr']:.2f}  SSIM {r['ssim']:.3f}  "
               f"sharpness (Laplacian) x{r['laplacian_ratio']:.2f}  "
               f"high-frequency energy x{r['high_frequency_ratio']:.2f}  ({r['cpu_seconds']:.0f} CPU s)")
+        done["runs"][name], done["images"][name] = r, images[name].tolist()
+        partial.write_text(json.dumps(done))
     result = {"claim": "pixel losses blur; perceptual and adversarial terms sharpen (at some cost in PSNR)",
               "setting": dataclasses.asdict(s), "feature_network": feature_info, "runs": runs}
     return save(args.out, NAME, result, plot(runs, test.images[:8].float() / 255.0, images))
