@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 from jsonargparse import ActionYesNo, ArgumentParser
 
+from formers.config import read_yaml
 from formers.errors import ConfigError, FormersError
 
 
@@ -39,7 +40,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
             else:
                 raise ConfigError(f"override {arg} has no value; write {arg}=VALUE")
             try:
-                overrides[key] = yaml.safe_load(raw)
+                overrides[key] = read_yaml(raw)
             except yaml.YAMLError:
                 overrides[key] = raw
         else:

@@ -9,12 +9,30 @@ checkpoints (config.json) and command-line overrides (`--trainer.max_steps=50`) 
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
 
 from formers.errors import ConfigError
 
 C = TypeVar("C", bound="Config")
+
+
+class _RecipeLoader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where a float needs a dot: `lr: 3e-4` would be the string "3e-4" and then
+    fail the float check. YAML 1.2 (and every user) reads it as a number; so do recipes and overrides."""
+
+
+_RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
+def read_yaml(text: str) -> Any:
+    """YAML text as recipes and `--section.field=value` overrides mean it (`2e-3` is a float)."""
+    return yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 (a SafeLoader subclass: no arbitrary objects)
 
 
 @dataclasses.dataclass(kw_only=True)

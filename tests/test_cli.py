@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from formers.cli import COMMANDS, build_parser, flag_values, main, split_overrides
+from formers.tasks.base import load_recipe
 from formers.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,15 @@ def test_split_overrides_reads_yaml_scalars():
     rest, overrides = split_overrides(["train", "r.yaml", "--out", "x", "--trainer.max_steps=5", "--a.b", "true"])
     assert rest == ["train", "r.yaml", "--out", "x"]
     assert overrides == {"trainer.max_steps": 5, "a.b": True}
+
+
+def test_exponent_floats_without_a_dot_are_numbers_in_overrides_and_recipes(tmp_path):
+    # YAML 1.1 (PyYAML's default) reads `2e-3` as a string, which the float field then refused
+    _, overrides = split_overrides(["--trainer.optimizer.lr=2e-3", "--a.b=-1E+2", "--a.c=1.5e3", "--a.d=e5"])
+    assert overrides == {"trainer.optimizer.lr": 0.002, "a.b": -100.0, "a.c": 1500.0, "a.d": "e5"}
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((ROOT / "recipes" / "gpt-pydocs-char.yaml").read_text().replace("lr: 3.0e-3", "lr: 3e-3"))
+    assert load_recipe(recipe).trainer.optimizer.lr == 0.003
 
 
 def test_flags_take_no_value_or_a_boolean_one():

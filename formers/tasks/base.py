@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from formers.config import Config, apply_overrides, check
+from formers.config import Config, apply_overrides, check, read_yaml
 from formers.data import TokenizerConfig
 from formers.errors import ConfigError
 from formers.registry import model_config_from_dict
@@ -112,7 +112,7 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; see the recipes/ folder for examples")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
     return Recipe.from_dict(apply_overrides(data, overrides or {}), where=str(path.name))
