@@ -279,19 +279,25 @@ class Trainer:
         """Steps to max_steps, logging, evaluating and saving on schedule; True if the time budget ended it."""
         cfg = self.config
         bar = tqdm(total=cfg.max_steps, initial=self.step, disable=not (cfg.progress and self.is_main), unit="step")
-        window_tokens, window_start = 0, time.perf_counter()
+        examples_per_step = cfg.batch_size * cfg.grad_accum * distributed.group_size()
+        window_tokens, window_steps, window_start = 0, 0, time.perf_counter()
         while self.step < cfg.max_steps:
             metrics = self.train_step()
             window_tokens += metrics.pop("tokens")
+            window_steps += 1
             if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                elapsed = time.perf_counter() - window_start
+                elapsed = max(time.perf_counter() - window_start, 1e-9)
                 record = {f"train/{k}": v for k, v in metrics.items()}
                 record["train/lr"] = self.scheduler.get_last_lr()[0]
-                record["train/tokens_per_s"] = window_tokens / max(elapsed, 1e-9)  # all ranks together
+                record["train/examples_per_s"] = window_steps * examples_per_step / elapsed  # all ranks together
+                rate = {"ex_s": record["train/examples_per_s"]}
+                if window_tokens:  # batches without input_ids (images) have no tokens: their rate is in examples
+                    record["train/tokens_per_s"] = window_tokens / elapsed
+                    rate = {"tok_s": record["train/tokens_per_s"]}
                 self.logger.log(self.step, record)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{record['train/lr']:.2e}",
-                                tok_s=f"{record['train/tokens_per_s']:.0f}")
-                window_tokens, window_start = 0, time.perf_counter()
+                                **{k: f"{v:.0f}" for k, v in rate.items()})
+                window_tokens, window_steps, window_start = 0, 0, time.perf_counter()
             bar.update(1)
             eta = pace.step_done(self.step)
             if eta:

@@ -25,6 +25,9 @@ def train(recipe: str, out: Path, capsys, *overrides: str) -> tuple[str, dict]:
                  *overrides]) == 0
     printed = capsys.readouterr().out
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if "train/loss" in r]
+    # images have no tokens: their pace is logged in examples per second, not as 0 tokens per second
+    assert trained and all(r["train/examples_per_s"] > 0 and "train/tokens_per_s" not in r for r in trained)
     return printed, [r for r in records if "val/accuracy" in r][-1]
 
 
