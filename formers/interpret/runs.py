@@ -1,0 +1,152 @@
+"""One run per family inside `capture_attention`, turned into an `AttentionView` (formers.interpret.views).
+
+Decoders are run teacher-forced on the whole sequence: with causal attention, position t's weights are
+exactly the ones the step that generated token t + 1 used, so a caption's per-word cross-attention maps
+come from one forward. Each decoder position is labelled with the token it reads and the one it predicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from formers.errors import ConfigError, ImageInputError
+from formers.generation import generate
+from formers.interpret.attention_maps import AttentionMaps, capture_attention
+from formers.interpret.views import (
+    AttentionView,
+    Stream,
+    collect,
+    display_image,
+    image_stream,
+    joined,
+    labels_of,
+    modality_rows,
+    pick_layers,
+    rollouts,
+    text_stream,
+)
+
+# family -> the runner below and the routing table of formers.interpret.views.ROUTES
+KINDS = {
+    "gpt": "text", "bert": "text", "reward_model": "text", "sequence_classifier": "text",
+    "token_classifier": "text", "span_qa": "text", "transformer": "seq2seq", "t5": "seq2seq", "bart": "seq2seq",
+    "vit": "vit", "captioner": "captioner", "visualbert": "visualbert", "coattention": "coattention", "clip": "clip",
+}
+
+
+def need_text(tokenizer, text: str | None, family: str) -> torch.Tensor:
+    if text is None or tokenizer is None:
+        raise ConfigError(f"a {family} model reads text: give the text (--text) and a checkpoint with a tokenizer")
+    ids = tokenizer.encode(text)
+    if not ids:
+        raise ConfigError(f"the text {text!r} encodes to no tokens; give some text")
+    return torch.tensor([ids])
+
+
+def need_pixels(pixel_values: torch.Tensor | None, family: str) -> torch.Tensor:
+    if pixel_values is None:
+        raise ImageInputError(f"a {family} model reads an image: give one (--image FILE)")
+    return pixel_values
+
+
+def image_tokens(maps: AttentionMaps, pixel_values: torch.Tensor, part: str) -> tuple[Stream, tuple[int, int]]:
+    """The image stream, sized by what the tower's first attention layer saw."""
+    first = next(name for name in maps.run_order() if part in name)
+    return image_stream(maps[first].shape[-1], *pixel_values.shape[-2:])
+
+
+def with_predictions(stream: Stream, logits: torch.Tensor, tokenizer) -> Stream:
+    """Label decoder positions "reads -> predicts" with the argmax of their logits (1, T, V)."""
+    predicted = labels_of(tokenizer, logits[0].argmax(-1).tolist())
+    return Stream([f"{a}\u2192{b}" for a, b in zip(stream.labels, predicted, strict=True)], stream.modality,
+                  stream.patch)
+
+
+def run_text(model, tokenizer, text, pixel_values, max_new_tokens):
+    ids = need_text(tokenizer, text, model.config.family)
+    with capture_attention(model) as maps:
+        model(ids)
+    return maps, {"text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, None
+
+
+def run_seq2seq(model, tokenizer, text, pixel_values, max_new_tokens):
+    src = need_text(tokenizer, text, model.config.family)
+    tgt = generate(model, src, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=tokenizer.eos_id,
+                   pad_token_id=tokenizer.pad_id)
+    with capture_attention(model) as maps:
+        logits = model(input_ids=src, decoder_input_ids=tgt).logits
+    target = with_predictions(text_stream(labels_of(tokenizer, tgt[0].tolist())), logits, tokenizer)
+    return maps, {"source": text_stream(labels_of(tokenizer, src[0].tolist())), "target": target}, None
+
+
+def run_vit(model, tokenizer, text, pixel_values, max_new_tokens):
+    pixel_values = need_pixels(pixel_values, "vit")
+    with capture_attention(model) as maps:
+        model(pixel_values)
+    stream, grid = image_tokens(maps, pixel_values, "")
+    return maps, {"image": stream}, grid
+
+
+def run_captioner(model, tokenizer, text, pixel_values, max_new_tokens):
+    pixel_values = need_pixels(pixel_values, "captioner")
+    start = model.config.decoder_start_token_id
+    if text:  # the caption to explain, teacher-forced: where does the model look for each of its words?
+        ids = torch.tensor([[start, *tokenizer.encode(text, add_special_tokens=False)]])
+    else:  # the model's own greedy caption
+        eos = tokenizer.token_to_id("[EOS]") if tokenizer.token_to_id("[EOS]") is not None else tokenizer.eos_id
+        ids = generate(model, pixel_values, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos,
+                       pad_token_id=tokenizer.pad_id or 0)
+    with capture_attention(model) as maps:
+        logits = model(pixel_values=pixel_values, decoder_input_ids=ids).logits
+    image, grid = image_tokens(maps, pixel_values, "image_tower.")
+    caption = with_predictions(text_stream(labels_of(tokenizer, ids[0].tolist())), logits, tokenizer)
+    return maps, {"image": image, "caption": caption}, grid
+
+
+def run_fusion(model, tokenizer, text, pixel_values, max_new_tokens):
+    family = model.config.family
+    ids = need_text(tokenizer, text, family)
+    pixel_values = need_pixels(pixel_values, family)
+    with capture_attention(model) as maps:
+        model(ids, pixel_values=pixel_values)
+    image, grid = image_tokens(maps, pixel_values, "visual_tokens.")
+    words = text_stream(labels_of(tokenizer, ids[0].tolist()))
+    if family == "visualbert":  # one stream: the text, then the visual tokens
+        return maps, {"image": image, "joint": joined(words, image)}, grid
+    return maps, {"image": image, "text": words}, grid
+
+
+def run_clip(model, tokenizer, text, pixel_values, max_new_tokens):
+    ids = need_text(tokenizer, text, "clip")
+    pixel_values = need_pixels(pixel_values, "clip")
+    with capture_attention(model) as maps:
+        model(pixel_values, ids)
+    image, grid = image_tokens(maps, pixel_values, "image_tower.")
+    return maps, {"image": image, "text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, grid
+
+
+RUNNERS: dict[str, Callable] = {
+    "text": run_text, "seq2seq": run_seq2seq, "vit": run_vit, "captioner": run_captioner,
+    "visualbert": run_fusion, "coattention": run_fusion, "clip": run_clip,
+}
+
+
+@torch.no_grad()
+def build_view(model: nn.Module, tokenizer=None, *, text: str | None = None, pixel_values: torch.Tensor | None = None,
+               max_new_tokens: int = 20, max_layers: int | None = None, title: str = "") -> AttentionView:
+    """Run `model` once on `text` and/or `pixel_values` (1, C, H, W) and gather what the viewer draws."""
+    family = getattr(model, "config", None) and model.config.family
+    if family not in KINDS:
+        raise ConfigError(f"the viewer draws families {sorted(KINDS)}; got {family!r}")
+    if pixel_values is not None and (pixel_values.dim() != 4 or pixel_values.shape[0] != 1):
+        raise ImageInputError(f"pixel_values must be one image (1, C, H, W); got shape {tuple(pixel_values.shape)}")
+    kind = KINDS[family]
+    maps, streams, grid = RUNNERS[kind](model.eval(), tokenizer, text, pixel_values, max_new_tokens)
+    layers = collect(maps, kind, streams)
+    modality = modality_rows(maps, layers, streams)
+    layers = pick_layers(layers + rollouts(layers), max_layers)
+    image = display_image(pixel_values) if pixel_values is not None else None
+    return AttentionView(title or family, streams, layers, modality, image, grid)
