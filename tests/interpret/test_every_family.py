@@ -1,0 +1,60 @@
+"""capture_attention on every family with attention, vision and fusion models included; views of each."""
+
+import pytest
+import torch
+
+from formers.data.shapes_text import shapes_tokenizer
+from formers.interpret import capture_attention
+from formers.interpret.runs import build_view
+from formers.registry import build_model
+from tests.interpret.cases import CONFIGS
+
+INPUTS = {
+    "vit": lambda ids, px: ((px,), {}),
+    "clip": lambda ids, px: ((px, ids), {}),
+    "visualbert": lambda ids, px: ((ids,), {"pixel_values": px}),
+    "coattention": lambda ids, px: ((ids,), {"pixel_values": px}),
+    "captioner": lambda ids, px: ((), {"pixel_values": px, "decoder_input_ids": ids}),
+    "dalle": lambda ids, px: ((torch.randint(0, 96, (2, 6 + 4)),), {}),  # 6 text + 2 x 2 image tokens
+}
+
+
+@pytest.mark.parametrize("family", sorted(INPUTS))
+def test_every_module_records_rows_of_one_and_outputs_stay_the_same(family):
+    torch.manual_seed(0)
+    model = build_model(CONFIGS[family]).eval()
+    args, kw = INPUTS[family](torch.randint(0, 96, (2, 5)), torch.randn(2, 3, 16, 16))
+    with torch.no_grad():
+        reference = model(*args, **kw)
+        with capture_attention(model) as maps:
+            output = model(*args, **kw)
+    first = next(v for v in vars(reference).values() if isinstance(v, torch.Tensor))
+    again = next(v for v in vars(output).values() if isinstance(v, torch.Tensor))
+    torch.testing.assert_close(again, first, atol=1e-5, rtol=1e-5)
+    assert maps.run_order() and set(maps.run_order()) == set(maps.names())  # every module ran and recorded
+    for name in maps.names():
+        w = maps[name]
+        torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+        assert maps.update_norms(name).shape == w.shape[:3]
+
+
+def test_views_route_patches_and_measure_modalities():
+    tok = shapes_tokenizer()
+    torch.manual_seed(0)
+    px = torch.randn(1, 3, 16, 16)
+    caption = build_view(build_model(CONFIGS["captioner"]), tok, text="a red circle", pixel_values=px)
+    assert caption.grid == (4, 4) and caption.streams["image"].labels[0] == "[CLS]"
+    cross = [layer for layer in caption.layers if layer.kind == "cross"]
+    assert [tuple(layer.weights.shape) for layer in cross] == [(4, 4, 17)] * 2  # [BOS] + 3 words over 17 tokens
+    assert caption.layers[0].name.startswith("image_tower.")  # run order: the tower before the decoder
+    assert [row.measure for row in caption.modality] == ["update norm"] * 2
+    share = caption.modality[0].share
+    assert share.shape == (1, 4) and ((share > 0) & (share < 1)).all()
+
+    joint = build_view(build_model(CONFIGS["visualbert"]), tok, text="a red circle", pixel_values=px)
+    stream = joint.streams["joint"]
+    assert stream.modality == ["text"] * 3 + ["image"] * 17 and stream.patch[4:] == list(range(16))
+    row = joint.modality[0]
+    layer = next(layer for layer in joint.layers if layer.name == row.name)
+    torch.testing.assert_close(row.share, layer.weights[:, :, 3:].sum(-1))
+    assert {layer.name for layer in joint.layers if layer.kind == "rollout"} == {"rollout: image", "rollout: joint"}
