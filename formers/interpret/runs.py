@@ -148,5 +148,5 @@ def build_view(model: nn.Module, tokenizer=None, *, text: str | None = None, pix
     layers = collect(maps, kind, streams)
     modality = modality_rows(maps, layers, streams)
     layers = pick_layers(layers + rollouts(layers), max_layers)
-    image = display_image(pixel_values) if pixel_values is not None else None
+    image = display_image(pixel_values) if grid is not None else None  # a text model ignores an image
     return AttentionView(title or family, streams, layers, modality, image, grid)
