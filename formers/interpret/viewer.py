@@ -22,13 +22,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from formers.errors import ConfigError
 from formers.interpret.views import AttentionView, Layer, ModalityRow, Stream
+from formers.storage import write_text
 
 HERE = Path(__file__).parent
 
@@ -118,21 +118,11 @@ def render(view: AttentionView, *, max_tokens: int = 96) -> str:
 
 
 def write_page(view: AttentionView, path: str | os.PathLike, *, max_tokens: int = 96) -> Path:
-    """Write the page atomically (a temp file renamed into place: no half-written page); returns its path."""
+    """Write the page atomically (no half-written page, even on error); returns its path."""
     path = Path(path)
     if path.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"the viewer writes an HTML page; give a path ending in .html, got {str(path)!r}")
-    if not path.parent.is_dir():
-        raise ConfigError(f"folder {str(path.parent)!r} does not exist; create it or write the page elsewhere")
-    text = render(view, max_tokens=max_tokens)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, render(view, max_tokens=max_tokens))
     return path
 
 
