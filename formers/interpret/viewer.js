@@ -228,6 +228,20 @@ function redraw() {
   document.body.dataset.state = `${state.layer}/${state.head}/${state.token}`;
 }
 
+// A starting state from the address: page.html#layer=4&head=1&token=2 (for links and screenshots).
+function fromAddress() {
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  const number = (name, lo, hi, fallback) => {
+    const v = Number.parseInt(params.get(name), 10);
+    return Number.isInteger(v) && v >= lo && v <= hi ? v : fallback;
+  };
+  state.layer = number("layer", 0, DATA.layers.length - 1, 0);
+  const layer = DATA.layers[state.layer];
+  state.head = number("head", -1, layer.heads - 1, -1);
+  state.token = number("token", 0, layer.tq - 1, 0);
+}
+
 setupControls();
 drawModelView();
+fromAddress();
 layerChanged();

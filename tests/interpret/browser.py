@@ -28,13 +28,13 @@ def pixels(png: bytes) -> np.ndarray:
 class Page:
     """A page opened from a file, collecting console errors and uncaught exceptions."""
 
-    def __init__(self, browser, path: Path) -> None:
+    def __init__(self, browser, path: Path, address: str = "", state: str = "0/-1/0") -> None:
         self.page = browser.new_page(viewport={"width": 1300, "height": 1000})
         self.errors: list[str] = []
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.goto(path.resolve().as_uri())
-        self.wait("0/-1/0")
+        self.page.goto(path.resolve().as_uri() + address)
+        self.wait(state)
 
     def wait(self, state: str) -> None:
         """Until the viewer has drawn (layer/head/token), the image overlay included when there is one."""

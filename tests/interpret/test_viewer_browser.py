@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from formers.data.shapes_text import shapes_tokenizer
@@ -10,6 +11,7 @@ from formers.interpret.runs import build_view
 from formers.interpret.viewer import write_page
 from formers.interpret.views import AttentionView, Layer, ModalityRow, Stream
 from formers.registry import build_model
+from tests.interpret import browser as browser_module
 from tests.interpret.browser import Page, pixels
 from tests.interpret.cases import CONFIGS
 
@@ -58,6 +60,9 @@ def test_the_overlay_lights_the_patch_each_token_and_head_reads(browser, tmp_pat
     # the modality bar follows the token: 0.9 of a 180-pixel axis for token 1
     assert float(page.page.locator("#modality rect.bar").get_attribute("height")) == 162.0
     assert page.errors == []
+    linked = Page(browser, tmp_path / "known.html", "#layer=0&head=1&token=1", "0/1/1")  # a state in the address
+    assert corners(linked.shot("#overlay"))["bottom-left"] > 0.3
+    assert Page(browser, tmp_path / "known.html", "#head=9&token=-3").errors == []  # out of range: the default
 
 
 def test_a_real_models_page_draws_every_view_and_follows_its_controls(browser, tmp_path):
@@ -89,4 +94,23 @@ def test_a_real_models_page_draws_every_view_and_follows_its_controls(browser, t
     assert shot.std() > 0.1  # not blank
     overlay = page.shot("#overlay")
     assert overlay.std() > 0.05 and redness(overlay) > 0.02  # the image is drawn and tinted by attention
+    assert page.errors == []
+
+
+def test_a_missing_chromium_fails_with_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setattr(browser_module, "CHROMIUM", tmp_path / "no-chromium")
+    with pytest.raises(pytest.fail.Exception, match="run scripts/setup.sh"):
+        browser_module.launch(None)
+
+
+def test_long_inputs_stay_readable(browser, tmp_path):
+    torch.manual_seed(0)
+    t = 300  # blocks of 4 -> 75 shown tokens; the head view then shows 48 of them around the chosen one
+    stream = Stream([f"w{i}" for i in range(t)], ["text"] * t, [-1] * t)
+    layer = Layer("l0", "text", "text", "self", torch.softmax(torch.randn(2, t, t), dim=-1))
+    view = AttentionView("long", {"text": stream}, [layer], [])
+    page = Page(browser, write_page(view, tmp_path / "long.html"), "#token=70", "0/-1/70")
+    labels = page.page.locator("#headview text").all_text_contents()
+    assert len(labels) == 2 * 48 and "w280\u2026w283" in labels  # the last blocks, around token 70
+    assert "showing 48 of 75" in page.page.inner_text("#head-note")
     assert page.errors == []

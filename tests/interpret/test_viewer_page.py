@@ -5,8 +5,8 @@ import re
 
 import torch
 
-from formers.interpret.views import AttentionView, Layer, ModalityRow, Stream
 from formers.interpret.viewer import Viewer, render, subsample
+from formers.interpret.views import AttentionView, Layer, ModalityRow, Stream
 
 
 def text_view(labels: list[str]) -> AttentionView:

@@ -40,7 +40,8 @@ def test_a_captioner_page_from_an_image_file(checkpoints, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert str(out) in capsys.readouterr().out
     data = page_data(out)
-    assert (data["image"]["rows"], data["image"]["cols"]) == (4, 4) and data["image"]["src"].startswith("data:image/png")
+    image = data["image"]
+    assert (image["rows"], image["cols"]) == (4, 4) and image["src"].startswith("data:image/png;base64,")
     assert [layer["kind"] for layer in data["layers"]].count("cross") == 2  # one per decoder block
 
 
