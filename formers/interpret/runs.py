@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from formers.errors import ConfigError, ImageInputError
-from formers.generation import generate
+from formers.generation import TokenRange, generate
 from formers.interpret.attention_maps import AttentionMaps, capture_attention
 from formers.interpret.views import (
     AttentionView,
@@ -28,12 +28,14 @@ from formers.interpret.views import (
     rollouts,
     text_stream,
 )
+from formers.text_to_image import encode_captions
 
 # family -> the runner below and the routing table of formers.interpret.views.ROUTES
 KINDS = {
     "gpt": "text", "bert": "text", "reward_model": "text", "sequence_classifier": "text",
     "token_classifier": "text", "span_qa": "text", "transformer": "seq2seq", "t5": "seq2seq", "bart": "seq2seq",
     "vit": "vit", "captioner": "captioner", "visualbert": "visualbert", "coattention": "coattention", "clip": "clip",
+    "dalle": "dalle",
 }
 
 
@@ -69,7 +71,7 @@ def run_text(model, tokenizer, text, pixel_values, max_new_tokens):
     ids = need_text(tokenizer, text, model.config.family)
     with capture_attention(model) as maps:
         model(ids)
-    return maps, {"text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, None
+    return maps, {"text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, None, None
 
 
 def run_seq2seq(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -79,7 +81,7 @@ def run_seq2seq(model, tokenizer, text, pixel_values, max_new_tokens):
     with capture_attention(model) as maps:
         logits = model(input_ids=src, decoder_input_ids=tgt).logits
     target = with_predictions(text_stream(labels_of(tokenizer, tgt[0].tolist())), logits, tokenizer)
-    return maps, {"source": text_stream(labels_of(tokenizer, src[0].tolist())), "target": target}, None
+    return maps, {"source": text_stream(labels_of(tokenizer, src[0].tolist())), "target": target}, None, None
 
 
 def run_vit(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -87,7 +89,7 @@ def run_vit(model, tokenizer, text, pixel_values, max_new_tokens):
     with capture_attention(model) as maps:
         model(pixel_values)
     stream, grid = image_tokens(maps, pixel_values, "")
-    return maps, {"image": stream}, grid
+    return maps, {"image": stream}, grid, display_image(pixel_values)
 
 
 def run_captioner(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -103,7 +105,7 @@ def run_captioner(model, tokenizer, text, pixel_values, max_new_tokens):
         logits = model(pixel_values=pixel_values, decoder_input_ids=ids).logits
     image, grid = image_tokens(maps, pixel_values, "image_tower.")
     caption = with_predictions(text_stream(labels_of(tokenizer, ids[0].tolist())), logits, tokenizer)
-    return maps, {"image": image, "caption": caption}, grid
+    return maps, {"image": image, "caption": caption}, grid, display_image(pixel_values)
 
 
 def run_fusion(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -115,8 +117,8 @@ def run_fusion(model, tokenizer, text, pixel_values, max_new_tokens):
     image, grid = image_tokens(maps, pixel_values, "visual_tokens.")
     words = text_stream(labels_of(tokenizer, ids[0].tolist()))
     if family == "visualbert":  # one stream: the text, then the visual tokens
-        return maps, {"image": image, "joint": joined(words, image)}, grid
-    return maps, {"image": image, "text": words}, grid
+        return maps, {"image": image, "joint": joined(words, image)}, grid, display_image(pixel_values)
+    return maps, {"image": image, "text": words}, grid, display_image(pixel_values)
 
 
 def run_clip(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -125,12 +127,33 @@ def run_clip(model, tokenizer, text, pixel_values, max_new_tokens):
     with capture_attention(model) as maps:
         model(pixel_values, ids)
     image, grid = image_tokens(maps, pixel_values, "image_tower.")
-    return maps, {"image": image, "text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, grid
+    return maps, {"image": image, "text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, grid, \
+        display_image(pixel_values)
+
+
+def run_dalle(model, tokenizer, text, pixel_values, max_new_tokens):
+    """Caption, then image tokens sampled (seed 0: greedy decoding draws flat images) and fed back at once:
+    each image position's row splits between the caption and the image drawn so far, step by step."""
+    cfg = model.config
+    if text is None or tokenizer is None:
+        raise ConfigError("a dalle model draws a caption: give it (--text) and a checkpoint with a tokenizer")
+    prompt = encode_captions(tokenizer, [text], cfg.text_len)  # (1, text_len)
+    ids = generate(model, prompt, max_new_tokens=cfg.n_image_tokens, do_sample=True,
+                   generator=torch.Generator().manual_seed(0), logits_processor=TokenRange(*model.image_token_range))
+    with capture_attention(model) as maps:
+        model(ids[:, :-1])  # the last token is drawn, never read
+    rows, cols = cfg.grid
+    words = text_stream(labels_of(tokenizer, prompt[0].tolist()))
+    cells = Stream([f"r{i // cols}c{i % cols}" for i in range(rows * cols - 1)], ["image"] * (rows * cols - 1),
+                   list(range(rows * cols - 1)))
+    picture = model.decode_image_tokens(ids[:, cfg.text_len:])[0].permute(1, 2, 0).float()  # (H, W, C) in [0, 1]
+    picture = picture if picture.shape[-1] == 3 else picture[..., :1].expand(-1, -1, 3)
+    return maps, {"joint": joined(words, cells)}, (rows, cols), picture
 
 
 RUNNERS: dict[str, Callable] = {
     "text": run_text, "seq2seq": run_seq2seq, "vit": run_vit, "captioner": run_captioner,
-    "visualbert": run_fusion, "coattention": run_fusion, "clip": run_clip,
+    "visualbert": run_fusion, "coattention": run_fusion, "clip": run_clip, "dalle": run_dalle,
 }
 
 
@@ -144,9 +167,8 @@ def build_view(model: nn.Module, tokenizer=None, *, text: str | None = None, pix
     if pixel_values is not None and (pixel_values.dim() != 4 or pixel_values.shape[0] != 1):
         raise ImageInputError(f"pixel_values must be one image (1, C, H, W); got shape {tuple(pixel_values.shape)}")
     kind = KINDS[family]
-    maps, streams, grid = RUNNERS[kind](model.eval(), tokenizer, text, pixel_values, max_new_tokens)
+    maps, streams, grid, image = RUNNERS[kind](model.eval(), tokenizer, text, pixel_values, max_new_tokens)
     layers = collect(maps, kind, streams)
     modality = modality_rows(maps, layers, streams)
     layers = pick_layers(layers + rollouts(layers), max_layers)
-    image = display_image(pixel_values) if grid is not None else None  # a text model ignores an image
     return AttentionView(title or family, streams, layers, modality, image, grid)

@@ -84,6 +84,7 @@ ROUTES: dict[str, list[tuple[str, str, str]]] = {
     "coattention": [("visual_tokens.", "image", "image"), ("text_block.cross", "text", "image"),
                     ("image_block.cross", "image", "text"), ("image_block.", "image", "image"), ("", "text", "text")],
     "clip": [("image_tower.", "image", "image"), ("", "text", "text")],
+    "dalle": [("", "joint", "joint")],
 }
 
 

@@ -58,3 +58,14 @@ def test_views_route_patches_and_measure_modalities():
     layer = next(layer for layer in joint.layers if layer.name == row.name)
     torch.testing.assert_close(row.share, layer.weights[:, :, 3:].sum(-1))
     assert {layer.name for layer in joint.layers if layer.kind == "rollout"} == {"rollout: image", "rollout: joint"}
+
+
+def test_a_dalle_view_splits_each_generation_step_between_caption_and_image():
+    torch.manual_seed(0)
+    view = build_view(build_model(CONFIGS["dalle"]), shapes_tokenizer(), text="a red circle")
+    stream = view.streams["joint"]
+    assert stream.modality == ["text"] * 6 + ["image"] * 3 and view.grid == (2, 2)  # the 4th cell is never read
+    assert view.image.shape == (8, 8, 3) and 0 <= float(view.image.min()) <= float(view.image.max()) <= 1
+    share = view.modality[0].share  # (H, 9)
+    assert share.shape == (2, 9) and share[:, :6].abs().max() == 0  # causal: the caption cannot see the image
+    assert ((share[:, 7:] > 0) & (share[:, 7:] < 1)).all()  # later steps read both the caption and the image
