@@ -17,12 +17,14 @@ from formers.config import Config
 from formers.data.images import channel_stats, normalize_pixels
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.errors import ConfigError, ImageInputError
+from formers.interpret.views import trunk_config
 from formers.storage import read_json, resolve_checkpoint
 from formers.tasks.base import Recipe
 
 
 def image_config(model_config: Config) -> Config | None:
     """The config of the image tower the model reads pixels with (the model's own for a ViT), or None."""
+    model_config = trunk_config(model_config)
     if model_config.family == "vit":
         return model_config
     tower = getattr(model_config, "image", None)  # fusion models and CLIP name their tower `image`

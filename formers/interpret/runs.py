@@ -27,14 +27,15 @@ from formers.interpret.views import (
     pick_layers,
     rollouts,
     text_stream,
+    trunk_config,
 )
 from formers.text_to_image import encode_captions
 
-# family -> the runner below and the routing table of formers.interpret.views.ROUTES
+# family (of the model, or of the trunk under a task head) -> the runner below and its routing table
+# (formers.interpret.views.ROUTES); module names under a head start with "trunk.", which routing allows
 KINDS = {
-    "gpt": "text", "bert": "text", "reward_model": "text", "sequence_classifier": "text",
-    "token_classifier": "text", "span_qa": "text", "transformer": "seq2seq", "t5": "seq2seq", "bart": "seq2seq",
-    "vit": "vit", "captioner": "captioner", "visualbert": "visualbert", "coattention": "coattention", "clip": "clip",
+    "gpt": "text", "bert": "text", "transformer": "seq2seq", "t5": "seq2seq", "bart": "seq2seq", "vit": "vit",
+    "captioner": "captioner", "visualbert": "visualbert", "coattention": "coattention", "clip": "clip",
     "dalle": "dalle",
 }
 
@@ -108,16 +109,24 @@ def run_captioner(model, tokenizer, text, pixel_values, max_new_tokens):
     return maps, {"image": image, "caption": caption}, grid, display_image(pixel_values)
 
 
-def run_fusion(model, tokenizer, text, pixel_values, max_new_tokens):
-    family = model.config.family
-    ids = need_text(tokenizer, text, family)
-    pixel_values = need_pixels(pixel_values, family)
+def fusion(model, tokenizer, text, pixel_values) -> tuple[AttentionMaps, Stream, Stream, tuple[int, int]]:
+    """Text and image through a fusion model (bare, or a task head / VLP model around one)."""
+    ids = need_text(tokenizer, text, "fusion")
+    pixel_values = need_pixels(pixel_values, "fusion")
     with capture_attention(model) as maps:
         model(ids, pixel_values=pixel_values)
     image, grid = image_tokens(maps, pixel_values, "visual_tokens.")
-    words = text_stream(labels_of(tokenizer, ids[0].tolist()))
-    if family == "visualbert":  # one stream: the text, then the visual tokens
-        return maps, {"image": image, "joint": joined(words, image)}, grid, display_image(pixel_values)
+    return maps, text_stream(labels_of(tokenizer, ids[0].tolist())), image, grid
+
+
+def run_visualbert(model, tokenizer, text, pixel_values, max_new_tokens):
+    maps, words, image, grid = fusion(model, tokenizer, text, pixel_values)
+    # one stream: the text, then the visual tokens
+    return maps, {"image": image, "joint": joined(words, image)}, grid, display_image(pixel_values)
+
+
+def run_coattention(model, tokenizer, text, pixel_values, max_new_tokens):
+    maps, words, image, grid = fusion(model, tokenizer, text, pixel_values)
     return maps, {"image": image, "text": words}, grid, display_image(pixel_values)
 
 
@@ -153,7 +162,7 @@ def run_dalle(model, tokenizer, text, pixel_values, max_new_tokens):
 
 RUNNERS: dict[str, Callable] = {
     "text": run_text, "seq2seq": run_seq2seq, "vit": run_vit, "captioner": run_captioner,
-    "visualbert": run_fusion, "coattention": run_fusion, "clip": run_clip, "dalle": run_dalle,
+    "visualbert": run_visualbert, "coattention": run_coattention, "clip": run_clip, "dalle": run_dalle,
 }
 
 
@@ -161,9 +170,9 @@ RUNNERS: dict[str, Callable] = {
 def build_view(model: nn.Module, tokenizer=None, *, text: str | None = None, pixel_values: torch.Tensor | None = None,
                max_new_tokens: int = 20, max_layers: int | None = None, title: str = "") -> AttentionView:
     """Run `model` once on `text` and/or `pixel_values` (1, C, H, W) and gather what the viewer draws."""
-    family = getattr(model, "config", None) and model.config.family
+    family = trunk_config(model.config).family  # a VQA head on VisualBERT is drawn as VisualBERT
     if family not in KINDS:
-        raise ConfigError(f"the viewer draws families {sorted(KINDS)}; got {family!r}")
+        raise ConfigError(f"the viewer draws families {sorted(KINDS)} (and task heads on them); got {family!r}")
     if pixel_values is not None and (pixel_values.dim() != 4 or pixel_values.shape[0] != 1):
         raise ImageInputError(f"pixel_values must be one image (1, C, H, W); got shape {tuple(pixel_values.shape)}")
     kind = KINDS[family]

@@ -13,10 +13,12 @@ import dataclasses
 
 import torch
 
+from formers.config import Config
 from formers.errors import ConfigError
 from formers.interpret.attention_maps import AttentionMaps
 from formers.interpret.modality import modality_share, token_grid, update_share
 from formers.interpret.rollout import attention_rollout
+from formers.registry import model_config_from_dict
 
 
 @dataclasses.dataclass
@@ -56,6 +58,14 @@ class AttentionView:
     modality: list[ModalityRow]
     image: torch.Tensor | None = None  # (H, W, 3) in [0, 1], for the overlays
     grid: tuple[int, int] | None = None  # patch rows, cols
+
+
+def trunk_config(config: Config) -> Config:
+    """The config of the model that holds the attention: a task head's or reward model's trunk, else itself."""
+    trunk = getattr(config, "trunk", None)  # heads store their trunk's config, as a mapping
+    if trunk is None:
+        return config
+    return model_config_from_dict(trunk, where=f"{config.family}.trunk") if isinstance(trunk, dict) else trunk
 
 
 def text_stream(labels: list[str]) -> Stream:

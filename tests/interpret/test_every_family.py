@@ -69,3 +69,14 @@ def test_a_dalle_view_splits_each_generation_step_between_caption_and_image():
     share = view.modality[0].share  # (H, 9)
     assert share.shape == (2, 9) and share[:, :6].abs().max() == 0  # causal: the caption cannot see the image
     assert ((share[:, 7:] > 0) & (share[:, 7:] < 1)).all()  # later steps read both the caption and the image
+
+
+def test_a_task_head_is_drawn_as_its_trunk():
+    from formers.interpret.inputs import image_config
+    from formers.models.heads import SequenceClassifierConfig
+
+    vqa = SequenceClassifierConfig(trunk=CONFIGS["visualbert"].to_dict(), n_outputs=3, pooling="cls")
+    assert image_config(vqa).family == "vit"  # the trunk's tower sizes the --image input
+    view = build_view(build_model(vqa), shapes_tokenizer(), text="a red circle", pixel_values=torch.randn(1, 3, 16, 16))
+    assert "joint" in view.streams and view.grid == (4, 4)
+    assert [row.measure for row in view.modality] == ["attention mass"] * 2
