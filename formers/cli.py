@@ -48,7 +48,7 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return rest, overrides
 
 
-FLAGS = ("--resume", "--greedy")  # on/off options: `--resume` alone, or with a value as `--resume=true`
+FLAGS = ("--resume", "--greedy", "--head_importance")  # on/off options: `--resume` alone, or with a value as `--resume=true`
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -127,6 +127,8 @@ def build_parser() -> ArgumentParser:
     viz.add_argument("--max_new_tokens", type=int, default=20, help="decoders: tokens to generate")
     viz.add_argument("--max_layers", type=int | None, default=None, help="keep this many evenly spaced layers")
     viz.add_argument("--max_tokens", type=int, default=96, help="longer texts are shown in blocks of tokens")
+    viz.add_argument("--head_importance", action=ActionYesNo, default=False,
+                     help="models that predict tokens: mask each head, show the loss rise (a forward per head)")
     commands.add_subcommand("viz", viz, help=COMMANDS["viz"])
     return parser
 
@@ -290,7 +292,8 @@ def cmd_viz(args) -> None:
     tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None  # image models have none
     pixels = load_pixels(folder, model.config, args.image)
     view = build_view(model, tokenizer, text=args.text, pixel_values=pixels, max_new_tokens=args.max_new_tokens,
-                      max_layers=args.max_layers, title=f"{model.config.family}: {folder.name}")
+                      max_layers=args.max_layers, heads=args.head_importance,
+                      title=f"{model.config.family}: {folder.name}")
     path = write_page(view, args.out, max_tokens=args.max_tokens)
     print(f"{len(view.layers)} attention maps of {folder} -> {path}")
 

@@ -7,14 +7,18 @@ come from one forward. Each decoder position is labelled with the token it reads
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from formers.errors import ConfigError, ImageInputError
 from formers.generation import TokenRange, generate
 from formers.interpret.attention_maps import AttentionMaps, capture_attention
+from formers.interpret.heads import head_importance
 from formers.interpret.views import (
     AttentionView,
     Stream,
@@ -38,6 +42,22 @@ KINDS = {
     "captioner": "captioner", "visualbert": "visualbert", "coattention": "coattention", "clip": "clip",
     "dalle": "dalle",
 }
+
+
+class Ran(NamedTuple):
+    """What one runner returns: the recorded maps, the token streams, the patch grid and the picture (image
+    models), and, for models that predict tokens, the loss of what they read (for head importance)."""
+
+    maps: AttentionMaps
+    streams: dict[str, Stream]
+    grid: tuple[int, int] | None = None
+    image: torch.Tensor | None = None
+    loss: Callable[[nn.Module], torch.Tensor] | None = None
+
+
+def next_token_loss(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ids[1:] given logits (1, T, V) of positions [0, T - 1)."""
+    return F.cross_entropy(logits[0, : ids.shape[1] - 1].float(), ids[0, 1:])
 
 
 def need_text(tokenizer, text: str | None, family: str) -> torch.Tensor:
@@ -72,7 +92,9 @@ def run_text(model, tokenizer, text, pixel_values, max_new_tokens):
     ids = need_text(tokenizer, text, model.config.family)
     with capture_attention(model) as maps:
         model(ids)
-    return maps, {"text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, None, None
+    # a GPT predicts the text it reads; BERT's MLM head does not (no masks), so it gets no loss
+    loss = (lambda m: next_token_loss(m(ids).logits, ids)) if model.config.family == "gpt" else None
+    return Ran(maps, {"text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, loss=loss)
 
 
 def run_seq2seq(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -82,7 +104,8 @@ def run_seq2seq(model, tokenizer, text, pixel_values, max_new_tokens):
     with capture_attention(model) as maps:
         logits = model(input_ids=src, decoder_input_ids=tgt).logits
     target = with_predictions(text_stream(labels_of(tokenizer, tgt[0].tolist())), logits, tokenizer)
-    return maps, {"source": text_stream(labels_of(tokenizer, src[0].tolist())), "target": target}, None, None
+    streams = {"source": text_stream(labels_of(tokenizer, src[0].tolist())), "target": target}
+    return Ran(maps, streams, loss=lambda m: next_token_loss(m(input_ids=src, decoder_input_ids=tgt).logits, tgt))
 
 
 def run_vit(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -90,7 +113,7 @@ def run_vit(model, tokenizer, text, pixel_values, max_new_tokens):
     with capture_attention(model) as maps:
         model(pixel_values)
     stream, grid = image_tokens(maps, pixel_values, "")
-    return maps, {"image": stream}, grid, display_image(pixel_values)
+    return Ran(maps, {"image": stream}, grid, display_image(pixel_values))
 
 
 def run_captioner(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -106,7 +129,8 @@ def run_captioner(model, tokenizer, text, pixel_values, max_new_tokens):
         logits = model(pixel_values=pixel_values, decoder_input_ids=ids).logits
     image, grid = image_tokens(maps, pixel_values, "image_tower.")
     caption = with_predictions(text_stream(labels_of(tokenizer, ids[0].tolist())), logits, tokenizer)
-    return maps, {"image": image, "caption": caption}, grid, display_image(pixel_values)
+    return Ran(maps, {"image": image, "caption": caption}, grid, display_image(pixel_values),
+               lambda m: next_token_loss(m(pixel_values=pixel_values, decoder_input_ids=ids).logits, ids))
 
 
 def fusion(model, tokenizer, text, pixel_values) -> tuple[AttentionMaps, Stream, Stream, tuple[int, int]]:
@@ -122,12 +146,12 @@ def fusion(model, tokenizer, text, pixel_values) -> tuple[AttentionMaps, Stream,
 def run_visualbert(model, tokenizer, text, pixel_values, max_new_tokens):
     maps, words, image, grid = fusion(model, tokenizer, text, pixel_values)
     # one stream: the text, then the visual tokens
-    return maps, {"image": image, "joint": joined(words, image)}, grid, display_image(pixel_values)
+    return Ran(maps, {"image": image, "joint": joined(words, image)}, grid, display_image(pixel_values))
 
 
 def run_coattention(model, tokenizer, text, pixel_values, max_new_tokens):
     maps, words, image, grid = fusion(model, tokenizer, text, pixel_values)
-    return maps, {"image": image, "text": words}, grid, display_image(pixel_values)
+    return Ran(maps, {"image": image, "text": words}, grid, display_image(pixel_values))
 
 
 def run_clip(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -136,8 +160,8 @@ def run_clip(model, tokenizer, text, pixel_values, max_new_tokens):
     with capture_attention(model) as maps:
         model(pixel_values, ids)
     image, grid = image_tokens(maps, pixel_values, "image_tower.")
-    return maps, {"image": image, "text": text_stream(labels_of(tokenizer, ids[0].tolist()))}, grid, \
-        display_image(pixel_values)
+    words = text_stream(labels_of(tokenizer, ids[0].tolist()))
+    return Ran(maps, {"image": image, "text": words}, grid, display_image(pixel_values))
 
 
 def run_dalle(model, tokenizer, text, pixel_values, max_new_tokens):
@@ -157,7 +181,13 @@ def run_dalle(model, tokenizer, text, pixel_values, max_new_tokens):
                    list(range(rows * cols - 1)))
     picture = model.decode_image_tokens(ids[:, cfg.text_len:])[0].permute(1, 2, 0).float()  # (H, W, C) in [0, 1]
     picture = picture if picture.shape[-1] == 3 else picture[..., :1].expand(-1, -1, 3)
-    return maps, {"joint": joined(words, cells)}, (rows, cols), picture
+    read = ids[:, :-1]
+
+    def image_loss(m: nn.Module) -> torch.Tensor:  # the image tokens only: the caption was given
+        logits = m(read).logits[0, cfg.text_len - 1:]  # the positions that predict image tokens
+        return F.cross_entropy(logits.float(), ids[0, cfg.text_len:])
+
+    return Ran(maps, {"joint": joined(words, cells)}, (rows, cols), picture, image_loss)
 
 
 RUNNERS: dict[str, Callable] = {
@@ -168,16 +198,25 @@ RUNNERS: dict[str, Callable] = {
 
 @torch.no_grad()
 def build_view(model: nn.Module, tokenizer=None, *, text: str | None = None, pixel_values: torch.Tensor | None = None,
-               max_new_tokens: int = 20, max_layers: int | None = None, title: str = "") -> AttentionView:
-    """Run `model` once on `text` and/or `pixel_values` (1, C, H, W) and gather what the viewer draws."""
+               max_new_tokens: int = 20, max_layers: int | None = None, heads: bool = False,
+               title: str = "") -> AttentionView:
+    """Run `model` once on `text` and/or `pixel_values` (1, C, H, W) and gather what the viewer draws.
+
+    `heads=True` adds each head's importance (formers.interpret.heads: the rise of the loss of what the
+    model read when the head is masked; one forward per head) for models that predict tokens."""
     family = trunk_config(model.config).family  # a VQA head on VisualBERT is drawn as VisualBERT
     if family not in KINDS:
         raise ConfigError(f"the viewer draws families {sorted(KINDS)} (and task heads on them); got {family!r}")
     if pixel_values is not None and (pixel_values.dim() != 4 or pixel_values.shape[0] != 1):
         raise ImageInputError(f"pixel_values must be one image (1, C, H, W); got shape {tuple(pixel_values.shape)}")
     kind = KINDS[family]
-    maps, streams, grid, image = RUNNERS[kind](model.eval(), tokenizer, text, pixel_values, max_new_tokens)
-    layers = collect(maps, kind, streams)
-    modality = modality_rows(maps, layers, streams)
+    ran = RUNNERS[kind](model.eval(), tokenizer, text, pixel_values, max_new_tokens)
+    layers = collect(ran.maps, kind, ran.streams)
+    modality = modality_rows(ran.maps, layers, ran.streams)
+    if heads:
+        if ran.loss is None:
+            raise ConfigError(f"head importance needs a loss: {family} models here predict no tokens of their input")
+        scores = head_importance(model, ran.loss)
+        layers = [dataclasses.replace(layer, importance=scores[layer.name]) for layer in layers]
     layers = pick_layers(layers + rollouts(layers), max_layers)
-    return AttentionView(title or family, streams, layers, modality, image, grid)
+    return AttentionView(title or family, ran.streams, layers, modality, ran.image, ran.grid)

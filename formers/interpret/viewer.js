@@ -210,7 +210,22 @@ function drawModelView() {
       }));
       ctx.putImageData(img, 0, 0);
       canvas.addEventListener("click", () => { state.layer = i; state.head = h; layerChanged(); });
-      grid.appendChild(canvas);
+      canvas.title = `layer ${i}, head ${h}`;
+      if (layer.importance) {  // the loss rise when this head is masked, under its map
+        const cell = document.createElement("div");
+        cell.className = "cell";
+        const score = layer.importance[h];
+        cell.appendChild(canvas);
+        const caption = document.createElement("div");
+        caption.className = "importance";
+        caption.textContent = `${score >= 0 ? "+" : ""}${score.toFixed(3)}`;
+        caption.title = "loss rise when this head is masked";
+        caption.style.color = score > 0 ? "#c00" : "#555";
+        cell.appendChild(caption);
+        grid.appendChild(cell);
+      } else {
+        grid.appendChild(canvas);
+      }
     }
   });
 }

@@ -5,7 +5,8 @@
     Viewer(view)                        # in Jupyter: drawn in the cell output
 
 The page holds a head view (lines from query to key tokens, one colour per head), a model view (a
-layers x heads grid of heatmaps; a click selects one), an overlay of the chosen token's attention on
+layers x heads grid of heatmaps; a click selects one; under each, the head's importance when the view
+has it), an overlay of the chosen token's attention on
 the image's patches, and the modality-importance plot (share taken from the image per layer and head,
 for the chosen token or generation step). The drawing code is viewer.js beside this file.
 
@@ -17,6 +18,7 @@ row is the mean of its tokens' rows, its column the sum of their columns, so row
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import json
@@ -27,7 +29,7 @@ from pathlib import Path
 import torch
 
 from formers.errors import ConfigError
-from formers.interpret.views import AttentionView, Layer, ModalityRow, Stream
+from formers.interpret.views import AttentionView, ModalityRow, Stream
 from formers.storage import write_text
 
 HERE = Path(__file__).parent
@@ -67,8 +69,7 @@ def subsample(view: AttentionView, max_tokens: int) -> AttentionView:
         return x if g is None else x @ g.T
 
     streams = {name: pool_stream(s, groups[name]) if name in groups else s for name, s in view.streams.items()}
-    layers = [Layer(la.name, la.query, la.key, la.kind, cols(la.key, rows(la.query, la.weights)))
-              for la in view.layers]
+    layers = [dataclasses.replace(la, weights=cols(la.key, rows(la.query, la.weights))) for la in view.layers]
     modality = [ModalityRow(m.name, m.query, m.measure, rows(m.query, m.share[..., None])[..., 0])
                 for m in view.modality]
     return AttentionView(view.title, streams, layers, modality, view.image, view.grid)
@@ -94,7 +95,8 @@ def page_data(view: AttentionView) -> dict:
         "streams": {name: dataclass_dict(s) for name, s in view.streams.items()},
         "layers": [{"name": la.name, "query": la.query, "key": la.key, "kind": la.kind,
                     "heads": la.weights.shape[0], "tq": la.weights.shape[1], "tk": la.weights.shape[2],
-                    "w": flat(la.weights)} for la in view.layers],
+                    "w": flat(la.weights),
+                    "importance": None if la.importance is None else flat(la.importance)} for la in view.layers],
         "modality": [{"name": m.name, "query": m.query, "measure": m.measure, "heads": m.share.shape[0],
                       "share": flat(m.share)} for m in view.modality],
         "image": None if view.image is None else {"src": png_data_uri(view.image), "rows": view.grid[0],

@@ -37,6 +37,7 @@ class Layer:
     key: str
     kind: str  # "self", "cross" or "rollout"
     weights: torch.Tensor  # (H, T_q, T_k)
+    importance: torch.Tensor | None = None  # (H,) loss rise when each head is masked (build_view(heads=True))
 
 
 @dataclasses.dataclass

@@ -2,10 +2,14 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from formers.data.shapes_text import shapes_tokenizer
-from formers.interpret import capture_attention
+from formers.errors import ConfigError
+from formers.interpret import capture_attention, head_importance
+from formers.interpret.inputs import image_config
 from formers.interpret.runs import build_view
+from formers.models.heads import SequenceClassifierConfig
 from formers.registry import build_model
 from tests.interpret.cases import CONFIGS
 
@@ -72,11 +76,25 @@ def test_a_dalle_view_splits_each_generation_step_between_caption_and_image():
 
 
 def test_a_task_head_is_drawn_as_its_trunk():
-    from formers.interpret.inputs import image_config
-    from formers.models.heads import SequenceClassifierConfig
-
     vqa = SequenceClassifierConfig(trunk=CONFIGS["visualbert"].to_dict(), n_outputs=3, pooling="cls")
     assert image_config(vqa).family == "vit"  # the trunk's tower sizes the --image input
     view = build_view(build_model(vqa), shapes_tokenizer(), text="a red circle", pixel_values=torch.randn(1, 3, 16, 16))
     assert "joint" in view.streams and view.grid == (4, 4)
     assert [row.measure for row in view.modality] == ["attention mass"] * 2
+
+
+def test_head_importance_in_a_view_is_the_loss_rise_of_what_the_model_read():
+    torch.manual_seed(0)
+    model, px = build_model(CONFIGS["captioner"]).eval(), torch.randn(1, 3, 16, 16)
+    view = build_view(model, shapes_tokenizer(), text="a red circle", pixel_values=px, heads=True)
+    words = shapes_tokenizer().encode("a red circle", add_special_tokens=False)
+    ids = torch.tensor([[model.config.decoder_start_token_id, *words]])
+    by_hand = head_importance(model, lambda m: F.cross_entropy(
+        m(pixel_values=px, decoder_input_ids=ids).logits[0, :-1], ids[0, 1:]))
+    attention = [layer for layer in view.layers if layer.kind != "rollout"]
+    assert len(attention) == 6 and all(layer.importance is not None for layer in attention)
+    for layer in attention:
+        torch.testing.assert_close(layer.importance, by_hand[layer.name])
+    assert any(layer.importance.abs().max() > 0 for layer in attention)
+    with pytest.raises(ConfigError, match="head importance needs a loss"):
+        build_view(build_model(CONFIGS["bert"]), shapes_tokenizer(), text="a red circle", heads=True)

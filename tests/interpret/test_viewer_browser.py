@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -70,13 +72,15 @@ def test_a_real_models_page_draws_every_view_and_follows_its_controls(browser, t
     x = torch.linspace(-2, 2, 16)
     image = torch.stack([x[None].expand(16, 16), x[:, None].expand(16, 16), -x[None].expand(16, 16)])[None]
     view = build_view(build_model(CONFIGS["captioner"]), shapes_tokenizer(), text="a red circle above a blue square",
-                      pixel_values=image)
+                      pixel_values=image, heads=True)
     path = write_page(view, tmp_path / "captioner.html")
     html = path.read_text()
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "") and "https://" not in html  # no network
     page = Page(browser, path)
     n_maps = sum(layer.weights.shape[0] for layer in view.layers)
     assert page.page.locator("#modelview canvas").count() == n_maps == 2 * 4 + 4 * 4 + 1  # tower, decoder, rollout
+    scores = page.page.locator("#modelview .importance").all_text_contents()
+    assert len(scores) == n_maps - 1 and all(re.fullmatch(r"[+-]\d\.\d{3}", x) for x in scores)  # not the rollout
     cross = next(i for i, layer in enumerate(view.layers) if layer.kind == "cross")
     before = page.page.inner_html("#headview")
     page.page.select_option("#layer", str(cross))

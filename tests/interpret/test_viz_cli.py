@@ -36,13 +36,14 @@ def page_data(path) -> dict:
 def test_a_captioner_page_from_an_image_file(checkpoints, tmp_path, capsys):
     out = tmp_path / "cap.html"
     code = main(["viz", str(checkpoints / "captioner"), "--image", str(checkpoints / "square.png"),
-                 "--out", str(out), "--max_new_tokens", "3"])
+                 "--out", str(out), "--max_new_tokens", "3", "--head_importance"])
     assert code == 0, capsys.readouterr().err
     assert str(out) in capsys.readouterr().out
     data = page_data(out)
     image = data["image"]
     assert (image["rows"], image["cols"]) == (4, 4) and image["src"].startswith("data:image/png;base64,")
     assert [layer["kind"] for layer in data["layers"]].count("cross") == 2  # one per decoder block
+    assert all(len(layer["importance"]) == 4 for layer in data["layers"] if layer["kind"] != "rollout")
 
 
 def test_a_text_model_and_subsampled_long_input(checkpoints, tmp_path, capsys):
@@ -61,6 +62,7 @@ def test_a_text_model_and_subsampled_long_input(checkpoints, tmp_path, capsys):
     (["gpt", "--out", "{tmp}/x.html"], "give the text (--text)"),
     (["gpt", "--text", "a red", "--image", "{ckpt}/square.png", "--out", "{tmp}/x.html"], "leave out --image"),
     (["gpt", "--text", "a red", "--out", "{tmp}/x.png"], "ending in .html"),
+    (["gpt", "--text", "a red", "--head_importance=maybe", "--out", "{tmp}/x.html"], "is not allowed"),
 ])
 def test_bad_input_prints_one_line_and_writes_nothing(checkpoints, tmp_path, capsys, args, expected):
     args = [a.format(tmp=tmp_path, ckpt=checkpoints) for a in args]
