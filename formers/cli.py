@@ -48,7 +48,8 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return rest, overrides
 
 
-FLAGS = ("--resume", "--greedy", "--head_importance")  # on/off options: `--resume` alone, or with a value as `--resume=true`
+# on/off options: `--resume` alone, or with a value as `--resume=true`
+FLAGS = ("--resume", "--greedy", "--head_importance")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
