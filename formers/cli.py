@@ -1,4 +1,4 @@
-"""The `formers` command: train, generate, eval, convert (viz and bench join as they land).
+"""The `formers` command: train, generate, eval, convert, viz (bench joins as it lands).
 
 Options are typed and parsed by jsonargparse. Recipe overrides are dotted paths
 (`--trainer.max_steps=50`); their values are read as YAML scalars and validated by the
@@ -49,7 +49,8 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
     return rest, overrides
 
 
-FLAGS = ("--resume", "--greedy")  # on/off options: `--resume` alone, or with a value as `--resume=true`
+# on/off options: `--resume` alone, or with a value as `--resume=true`
+FLAGS = ("--resume", "--greedy", "--head_importance")
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
@@ -77,6 +78,7 @@ COMMANDS = {
     "generate": "generate text from a checkpoint, streaming to the terminal",
     "eval": "evaluate a checkpoint on its recipe's validation data",
     "convert": "convert a checkpoint between the formers and Hugging Face layouts",
+    "viz": "draw a checkpoint's attention on a text and/or image as one self-contained HTML page",
 }
 
 
@@ -115,6 +117,21 @@ def build_parser() -> ArgumentParser:
     conv.add_argument("dst", type=str, help="folder to write")
     conv.add_argument("--to", type=Literal["hf", "formers"] | None, default=None, help="default: the other layout")
     commands.add_subcommand("convert", conv, help=COMMANDS["convert"])
+
+    viz = ArgumentParser(description="Draw attention (head view, layers x heads, image overlays, modality "
+                                     "importance) as one HTML page that needs no network.")
+    viz.add_argument("checkpoint", type=str, help="checkpoint folder or run directory")
+    viz.add_argument("--text", type=str | None, default=None,
+                     help="the text to read (a captioner: the caption to explain; default its own greedy one)")
+    viz.add_argument("--image", type=str | None, default=None,
+                     help="PNG or JPEG for image models; default for models trained on Shapes: a Shapes test image")
+    viz.add_argument("--out", type=str, default="attention.html", help="the page to write")
+    viz.add_argument("--max_new_tokens", type=int, default=20, help="decoders: tokens to generate")
+    viz.add_argument("--max_layers", type=int | None, default=None, help="keep this many evenly spaced layers")
+    viz.add_argument("--max_tokens", type=int, default=96, help="longer texts are shown in blocks of tokens")
+    viz.add_argument("--head_importance", action=ActionYesNo, default=False,
+                     help="models that predict tokens: mask each head, show the loss rise (a forward per head)")
+    commands.add_subcommand("viz", viz, help=COMMANDS["viz"])
     return parser
 
 
@@ -265,6 +282,24 @@ def cmd_convert(args) -> None:
     print(f"{folder} ({'hf' if from_hf else 'formers'} {model.config.family}) -> {args.dst} ({to})")
 
 
+def cmd_viz(args) -> None:
+    from formers import load, load_tokenizer
+    from formers.interpret.inputs import load_pixels
+    from formers.interpret.runs import build_view
+    from formers.interpret.viewer import write_page
+    from formers.storage import resolve_checkpoint
+
+    folder = resolve_checkpoint(args.checkpoint)
+    model = load(folder)
+    tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None  # image models have none
+    pixels = load_pixels(folder, model.config, args.image)
+    view = build_view(model, tokenizer, text=args.text, pixel_values=pixels, max_new_tokens=args.max_new_tokens,
+                      max_layers=args.max_layers, heads=args.head_importance,
+                      title=f"{model.config.family}: {folder.name}")
+    path = write_page(view, args.out, max_tokens=args.max_tokens)
+    print(f"{len(view.layers)} attention maps of {folder} -> {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -282,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cmd_eval(sub)
         elif command == "convert":
             cmd_convert(sub)
+        elif command == "viz":
+            cmd_viz(sub)
     except FormersError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

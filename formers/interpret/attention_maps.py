@@ -13,6 +13,7 @@ Nothing in the model changes: no flag, no subclass, no hook left behind.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,26 +21,53 @@ import torch
 from torch import nn
 
 from formers.errors import ConfigError
+from formers.interpret.modality import head_update_norms
 from formers.nn.attention import CrossAttention, SelfAttention
-from formers.nn.kernels import ExplicitKernel, SDPAKernel
+from formers.nn.kernels import ExplicitKernel, SDPAKernel, explicit_attention
 
 DENSE = (SDPAKernel, ExplicitKernel)  # kernels whose weights the explicit softmax reproduces exactly
+
+
+class Recorder:
+    """The explicit-softmax kernel, keeping the last call's weights (B, H, T_q, T_k) and per-head outputs
+    (B, H, T_q, D_h): the outputs tell how much each head writes (formers.interpret.modality)."""
+
+    def __init__(self, clock: Iterator[int]) -> None:
+        self.weights: torch.Tensor | None = None
+        self.outputs: torch.Tensor | None = None
+        self.clock, self.called_at = clock, -1  # module order is not run order (a captioner's tower runs first)
+
+    def __call__(self, q, k, v, **kw) -> torch.Tensor:
+        out, weights = explicit_attention(q, k, v, **kw)
+        self.weights, self.outputs, self.called_at = weights.detach(), out.detach(), next(self.clock)
+        return out
 
 
 class AttentionMaps:
     """Recording kernels by module name; indexing gives the weights of the last forward."""
 
-    def __init__(self, kernels: dict[str, ExplicitKernel]) -> None:
+    def __init__(self, kernels: dict[str, Recorder], modules: dict[str, nn.Module] | None = None) -> None:
         self.kernels = kernels
+        self.modules = modules or {}
 
     def names(self) -> list[str]:
         return list(self.kernels)
+
+    def run_order(self) -> list[str]:
+        """The names that recorded something, in the order their last calls ran."""
+        called = [name for name, k in self.kernels.items() if k.weights is not None]
+        return sorted(called, key=lambda name: self.kernels[name].called_at)
 
     def __getitem__(self, name: str) -> torch.Tensor:
         weights = self.kernels[name].weights
         if weights is None:
             raise ConfigError(f"attention {name!r} has recorded nothing yet; run the model inside the `with` block")
         return weights
+
+    def update_norms(self, name: str) -> torch.Tensor:
+        """|| o_h W_O^h || of the last forward, (B, H, T_q): what each head added to the residual stream."""
+        self[name]  # refuses a module that recorded nothing
+        return head_update_norms(self.kernels[name].outputs, self.modules[name].out.weight.detach())
 
     def stacked(self) -> torch.Tensor:
         """Every layer's weights, (L, B, H, T_q, T_k), in module order (self-attention layers of equal shape)."""
@@ -67,11 +95,12 @@ def capture_attention(model: nn.Module, kinds: tuple[type, ...] = ATTENTION) -> 
         raise ConfigError(f"capture_attention records dense attention only; {sparse} use long-context kernels "
                           "whose weights are not a dense softmax. Build the model with kernel='sdpa' to inspect it")
     originals = {name: m.kernel for name, m in modules.items()}
-    recorders = {name: ExplicitKernel(record=True) for name in modules}
+    clock = itertools.count()
+    recorders = {name: Recorder(clock) for name in modules}
     try:
         for name, m in modules.items():
             m.kernel = recorders[name]
-        yield AttentionMaps(recorders)
+        yield AttentionMaps(recorders, modules)
     finally:
         for name, m in modules.items():
             m.kernel = originals[name]
