@@ -1,11 +1,18 @@
 import contextlib
 import os
-
-import pytest
-import torch
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+if "ATEN_CPU_CAPABILITY" in os.environ:
+    # inductor's cache key misses the dispatch level: kernels compiled natively (AVX-512) would be reused
+    # under an emulated AVX2 run and fail; such runs get a cache of their own
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", os.path.join(
+        tempfile.gettempdir(), f"torchinductor-{os.environ['ATEN_CPU_CAPABILITY'].lower()}"))
+
+import pytest  # noqa: E402 (after the environment torch reads at import)
+import torch  # noqa: E402
+
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 
 
