@@ -35,7 +35,7 @@ import math
 import random
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -234,9 +234,11 @@ class Shapes:
         rng = random.Random(self._seed(i, 2))
         return [make_caption(objects, None if j == 0 else rng) for j in range(self.config.n_captions)]
 
-    def negatives(self, i: int, objects: Sequence[ShapeObject], captions: Sequence[Caption]) -> list[HardNegative]:
+    def negatives(self, i: int, objects: Sequence[ShapeObject], captions: Sequence[Caption],
+                  attributes: Collection[str] | None = None) -> list[HardNegative]:
+        """One hard negative per caption; `attributes` limits what may change (see hard_negative)."""
         rng = random.Random(self._seed(i, 3))
-        return [hard_negative(objects, c, j, self.language, rng) for j, c in enumerate(captions)]
+        return [hard_negative(objects, c, j, self.language, rng, attributes) for j, c in enumerate(captions)]
 
     def questions(self, i: int, objects: Sequence[ShapeObject] | None = None) -> list[Question]:
         objects = self.scene(i)[0] if objects is None else objects

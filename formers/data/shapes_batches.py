@@ -18,7 +18,11 @@ Batch keys (B rows; T text length; pixel values normalised by the training split
                    long (equal iff two images hold the same objects: colour, shape, size, position),
                    caption_ids (B,) long (which of the image's captions), matches (B, B) bool:
                    matches[i, j] is True when caption j is true of image i (the diagonal, two captions
-                   of one image, and captions that leave out what tells two images apart)
+                   of one image, and captions that leave out what tells two images apart); with
+                   `hard_negatives`, also negative_input_ids, negative_attention_mask (B, T) (each
+                   row's caption with one attribute changed, padded to the captions' T) and
+                   negative_matches (B, B) bool ([i, j]: negative j is true of image i, which happens
+                   when image i holds what negative j describes)
   QuestionBatches  pixel_values, input_ids, attention_mask (the question), answers (B,) long (index
                    into ANSWERS), question_types (B,) long (index into QUESTION_TYPES), image_ids
   MatchingBatches  pixel_values, input_ids, attention_mask (a true caption), negative_input_ids,
@@ -29,6 +33,7 @@ Batch keys (B rows; T text length; pixel values normalised by the training split
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,7 +45,7 @@ from formers.data.batches import StepCounted, step_seed
 from formers.data.images import epoch_indices
 from formers.data.shapes import Shapes, attribute_set_id
 from formers.data.shapes_draw import ShapeObject
-from formers.data.shapes_text import ANSWERS, ATTRIBUTES, QUESTION_TYPES, Caption
+from formers.data.shapes_text import ANSWERS, ATTRIBUTES, QUESTION_TYPES, Caption, HardNegative
 from formers.data.tokenizers import Tokenizer
 from formers.errors import DataError
 
@@ -69,9 +74,13 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], wrap: tuple[str, st
     return ids, mask
 
 
-def caption_matches(objects: Sequence[Sequence[ShapeObject]], captions: Sequence[Caption]) -> Tensor:
-    """(B, B) bool: [i, j] = caption j (written for image j) is true of image i, i.e. image i holds as
-    many objects as image j and they agree, as multisets, on the attributes caption j mentions."""
+def caption_matches(objects: Sequence[Sequence[ShapeObject]], captions: Sequence[Caption],
+                    described: Sequence[Sequence[ShapeObject]] | None = None) -> Tensor:
+    """(B, N) bool: [i, j] = caption j is true of image i, i.e. image i holds as many objects as caption j
+    describes and they agree, as multisets, on the attributes caption j mentions. Caption j describes
+    `described[j]`: by default the objects of image j it was written for (then N = B); a hard negative
+    describes its image's objects with one attribute changed."""
+    described = objects if described is None else described
     keys: dict[tuple, int] = {}
 
     def key(objs: Sequence[ShapeObject], mentions: tuple[str, ...]) -> int:
@@ -79,11 +88,11 @@ def caption_matches(objects: Sequence[Sequence[ShapeObject]], captions: Sequence
         return keys.setdefault((mentions, said), len(keys))
 
     # numpy, not torch: a dozen tiny ops on a thread pool that training keeps busy cost ~10 ms each
-    text_keys = np.array([key(objs, c.mentions) for objs, c in zip(objects, captions, strict=True)])  # (B,)
-    out = np.zeros((len(captions), len(captions)), dtype=bool)
+    text_keys = np.array([key(objs, c.mentions) for objs, c in zip(described, captions, strict=True)])  # (N,)
+    out = np.zeros((len(objects), len(captions)), dtype=bool)
     for mentions in {c.mentions for c in captions}:
         image_keys = np.array([key(objs, mentions) for objs in objects])  # (B,) images read as such captions
-        said_so = np.array([c.mentions == mentions for c in captions])  # (B,) captions of this kind
+        said_so = np.array([c.mentions == mentions for c in captions])  # (N,) captions of this kind
         out |= (image_keys[:, None] == text_keys[None, :]) & said_so[None, :]
     return torch.from_numpy(out)
 
@@ -172,16 +181,21 @@ class ShapesBatches(StepCounted):
 
 class CaptionBatches(ShapesBatches):
     """Image-caption pairs for contrastive training (CLIP). `captions_per_image` k > 1 puts each image
-    in k consecutive rows with k different captions; `caption="canonical"` always takes the first."""
+    in k consecutive rows with k different captions; `caption="canonical"` always takes the first.
+    `hard_negatives` (attributes, e.g. ["shape"]) adds each row's caption with one of those attributes
+    changed, as extra texts that are false of their own image (NegCLIP)."""
 
     def __init__(self, data: Shapes, tokenizer: Tokenizer, *, captions_per_image: int = 1,
-                 caption: str = "random", **kwargs) -> None:
+                 caption: str = "random", hard_negatives: Sequence[str] = (), **kwargs) -> None:
         if caption not in ("random", "canonical"):
             raise DataError(f"caption={caption!r} is not allowed; expected 'random' or 'canonical'")
         if not 1 <= captions_per_image <= data.config.n_captions or (caption == "canonical" and captions_per_image > 1):
             raise DataError(f"captions_per_image={captions_per_image} must lie in [1, n_captions="
                             f"{data.config.n_captions}] (1 with caption='canonical')")
-        self.rows_per_image, self.caption = captions_per_image, caption
+        unknown = [a for a in hard_negatives if a not in ATTRIBUTES]
+        if unknown:
+            raise DataError(f"hard_negatives={list(hard_negatives)}: {unknown} are not attributes {ATTRIBUTES}")
+        self.rows_per_image, self.caption, self.hard_negatives = captions_per_image, caption, tuple(hard_negatives)
         super().__init__(data, tokenizer, **kwargs)
 
     def draw(self, n: int, generator: torch.Generator) -> Tensor:
@@ -193,16 +207,38 @@ class CaptionBatches(ShapesBatches):
     def make(self, index: list[int], choice: Tensor) -> dict[str, Tensor]:
         k = self.rows_per_image
         pixels, scenes = self.images([i for i in index for _ in range(k)])  # each image in k rows
-        rows = [(i, objs, self.captions(i, objs)[c])
+        rows = [(i, objs, c, self.captions(i, objs)[c])
                 for i, objs, cs in zip(index, scenes[::k], choice.tolist(), strict=True) for c in cs]
-        ids, mask = self.encode([c.text for _, _, c in rows])
-        return {
-            "pixel_values": pixels, "input_ids": ids, "attention_mask": mask,  # (B, 3, H, W), (B, T), (B, T)
-            "image_ids": torch.tensor([i for i, _, _ in rows]),
-            "group_ids": torch.tensor([attribute_set_id(objs) for _, objs, _ in rows]),
+        texts = [caption.text for *_, caption in rows]
+        if self.hard_negatives:
+            negatives = [self.negative(i, objs, c) for i, objs, c, _ in rows]
+            texts += [n.text for n in negatives]
+        ids, mask = self.encode(texts)  # one T for captions and negatives
+        b, objects, captions = len(rows), [objs for _, objs, _, _ in rows], [caption for *_, caption in rows]
+        batch = {
+            "pixel_values": pixels, "input_ids": ids[:b], "attention_mask": mask[:b],  # (B, 3, H, W), (B, T)
+            "image_ids": torch.tensor([i for i, *_ in rows]),
+            "group_ids": torch.tensor([attribute_set_id(objs) for objs in objects]),
             "caption_ids": choice.reshape(-1),
-            "matches": caption_matches([objs for _, objs, _ in rows], [c for _, _, c in rows]),
+            "matches": caption_matches(objects, captions),
         }
+        if self.hard_negatives:
+            changed = [altered(objs, n) for (_, objs, _, _), n in zip(rows, negatives, strict=True)]
+            batch |= {"negative_input_ids": ids[b:], "negative_attention_mask": mask[b:],
+                      "negative_matches": caption_matches(objects, captions, described=changed)}
+        return batch
+
+    def negative(self, i: int, objects: Sequence[ShapeObject], c: int) -> HardNegative:
+        key = "negatives_" + "_".join(self.hard_negatives)
+        return self._cached(key, i, lambda: self.data.negatives(i, objects, self.captions(i, objects),
+                                                                self.hard_negatives))[c]
+
+
+def altered(objects: Sequence[ShapeObject], negative: HardNegative) -> list[ShapeObject]:
+    """The objects a hard negative describes: the image's, with the one attribute it changed."""
+    out = list(objects)
+    out[negative.object] = dataclasses.replace(out[negative.object], **{negative.attribute: negative.new})
+    return out
 
 
 class QuestionBatches(ShapesBatches):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from formers.data.shapes_draw import COLOURS, POSITIONS, SHAPES, SIZES, ShapeObject
 from formers.data.tokenizers import Tokenizer, word_tokenizer
@@ -173,8 +173,9 @@ class Language:
 
 
 def hard_negative(objects: Sequence[ShapeObject], caption: Caption, index: int, lang: Language,
-                  rng: random.Random) -> HardNegative:
+                  rng: random.Random, attributes: Collection[str] | None = None) -> HardNegative:
     """Change one mentioned attribute of one object to another value and re-render the caption.
+    `attributes` limits which may change (any the caption mentions when it mentions none of them).
 
     The result is false of the image: the caption names every object, so one changed attribute makes
     the named objects differ from the image's as a multiset. Values that name a pair the split may not
@@ -197,6 +198,8 @@ def hard_negative(objects: Sequence[ShapeObject], caption: Caption, index: int, 
         return [p for p in free if p not in used], free
 
     choices = [a for a in caption.mentions if any(options(a))]
+    if attributes is not None:
+        choices = [a for a in choices if a in attributes] or choices
     attribute = rng.choice(choices)
     preferred, acceptable = options(attribute)
     new = rng.choice(preferred or acceptable)

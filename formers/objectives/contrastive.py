@@ -26,6 +26,15 @@ different captions of an image equally (multi-positive targets do: their optimum
 probability on every positive, so a more specific caption is pulled down to a vaguer one's score),
 and (c) keeps one target per row, so accuracy and retrieval read the same way as in CLIP.
 
+**Hard negatives.** A batch may add N texts that belong to no image (`negative_input_ids`: a caption
+with one attribute changed, false of its image). They join the image->text softmax as extra columns,
+so each image must rank its caption above the near-miss (NegCLIP, Yuksekgonul et al. 2023, "When and
+why vision-language models behave like bags-of-words"); the text->image direction has no image for
+them and leaves them out. A negative that is nonetheless true of some image (`negative_matches`) is
+masked out of that image's row like any false negative. Where captions of different images rarely
+share their colour and position, in-batch negatives never ask for the shape; shape-changed
+negatives do.
+
 Accuracy counts a row as right when its highest-scoring column is any match (an identical caption
 is as right as the paired one).
 """
@@ -58,26 +67,28 @@ def matches_from_ids(*ids: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def info_nce(logits_per_image: torch.Tensor, matches: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Symmetric InfoNCE over (B, B) logits whose diagonal holds the pairs; `matches` (B, B) bool masks
-    false negatives (off-diagonal matches) out of both directions' denominators. Returns loss and the
-    image->text and text->image accuracies. The softmax runs in fp32 whatever the logits' dtype."""
-    b = logits_per_image.shape[0]
-    if logits_per_image.dim() != 2 or logits_per_image.shape[1] != b:
-        raise DataError(f"contrastive logits must be square (B, B), one text per image; got "
-                        f"{tuple(logits_per_image.shape)}")
+    """Symmetric InfoNCE over (B, B + N) logits whose first B columns hold the pairs on their diagonal and
+    whose N further columns are texts that are negatives only; `matches` (B, B + N) bool masks false
+    negatives (off-diagonal matches) out of the denominators. Returns loss and the image->text (over all
+    B + N texts) and text->image accuracies. The softmax runs in fp32 whatever the logits' dtype."""
+    if logits_per_image.dim() != 2 or logits_per_image.shape[1] < logits_per_image.shape[0]:
+        raise DataError(f"contrastive logits must be (B, B + N): one text per image, then N >= 0 negative "
+                        f"texts; got {tuple(logits_per_image.shape)}")
+    b, n_texts = logits_per_image.shape
     logits = logits_per_image.float()
-    eye = torch.eye(b, dtype=torch.bool, device=logits.device)
+    eye = torch.eye(b, n_texts, dtype=torch.bool, device=logits.device)
     if matches is None:
         matches = eye
-    elif matches.shape != (b, b):
-        raise DataError(f"matches of shape {tuple(matches.shape)} do not fit {b} pairs; pass (B, B) bool")
-    false_negatives = matches & ~eye  # (B, B)
+    elif matches.shape != (b, n_texts):
+        raise DataError(f"matches of shape {tuple(matches.shape)} do not fit logits {(b, n_texts)}; pass "
+                        "(B, B + N) bool")
+    false_negatives = matches & ~eye  # (B, B + N)
     masked = logits.masked_fill(false_negatives, float("-inf"))  # the diagonal stays: every row keeps a target
     targets = torch.arange(b, device=logits.device)
-    loss = (F.cross_entropy(masked, targets) + F.cross_entropy(masked.T, targets)) / 2
+    loss = (F.cross_entropy(masked, targets) + F.cross_entropy(masked[:, :b].T, targets)) / 2
     with torch.no_grad():
         image_to_text = matches.gather(1, logits.argmax(1, keepdim=True)).float().mean()
-        text_to_image = matches.T.gather(1, logits.T.argmax(1, keepdim=True)).float().mean()
+        text_to_image = matches[:, :b].T.gather(1, logits[:, :b].T.argmax(1, keepdim=True)).float().mean()
     return {"loss": loss, "i2t_accuracy": image_to_text, "t2i_accuracy": text_to_image}
 
 
@@ -95,9 +106,21 @@ class Contrastive:
         self.match_keys = tuple((config or ContrastiveConfig()).match_keys)
 
     def __call__(self, model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
-        out = model(pixel_values=batch["pixel_values"], input_ids=batch["input_ids"],
-                    attention_mask=batch.get("attention_mask"))
+        input_ids, attention_mask = batch["input_ids"], batch.get("attention_mask")
+        negatives = batch.get("negative_input_ids")
+        if negatives is not None:  # one text forward for captions and negatives, which share T
+            input_ids = torch.cat([input_ids, negatives])
+            attention_mask = None if attention_mask is None else torch.cat([attention_mask,
+                                                                            batch["negative_attention_mask"]])
+        out = model(pixel_values=batch["pixel_values"], input_ids=input_ids, attention_mask=attention_mask)
         matches = matches_from_ids(*(batch.get(k) for k in self.match_keys))
+        if negatives is not None:
+            b = batch["pixel_values"].shape[0]
+            own = torch.eye(b, dtype=torch.bool, device=input_ids.device) if matches is None else matches
+            fooled = batch.get("negative_matches")  # (B, N): negative j is true of image i
+            if fooled is None:
+                fooled = torch.zeros(b, negatives.shape[0], dtype=torch.bool)
+            matches = torch.cat([own, fooled.to(own.device)], dim=1)
         metrics = info_nce(out.logits_per_image, matches)
         metrics["logit_scale"] = out.logit_scale.detach()
         return metrics

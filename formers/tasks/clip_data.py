@@ -86,6 +86,8 @@ class ShapesCaptionsConfig(Config):
     n_images: int | None = None  # training images: None = fresh images every step, N = a fixed set of N, cached
     captions_per_image: int = 1  # k > 1 puts each image in k rows with k captions (matches mark them)
     probe_images: int = 500  # single-object images per zero-shot probe
+    # attributes whose one-changed hard negatives join each training and validation batch (NegCLIP); [] = none
+    hard_negatives: list[Literal["colour", "shape", "size", "position"]] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,7 +115,8 @@ def shapes_data(config: ShapesCaptionsConfig, tokenizer, wrap: Sequence[str], *,
     probes and retrieval from the held-out combinations."""
     cfg = config.shapes
     train = Shapes(cfg, split="train", seed=seed)
-    common = dict(wrap=(wrap[0], wrap[1]), captions_per_image=config.captions_per_image)
+    common = dict(wrap=(wrap[0], wrap[1]), captions_per_image=config.captions_per_image,
+                  hard_negatives=config.hard_negatives)
     source = CaptionBatches(train, tokenizer, batch_size=batch_size, seed=seed, n_images=config.n_images,
                             rank=distributed.rank(), world_size=distributed.world_size(), **common)
     test = CaptionBatches(Shapes(cfg, split="test", seed=seed), tokenizer, batch_size=batch_size, seed=seed, **common)

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from formers.data.shapes import SPLITS, Shapes, ShapesConfig, attribute_set_id, default_heldout, main
-from formers.data.shapes_batches import CaptionBatches, MatchingBatches, QuestionBatches, caption_matches, encode_texts
+from formers.data.shapes_batches import (
+    CaptionBatches,
+    MatchingBatches,
+    QuestionBatches,
+    altered,
+    caption_matches,
+    encode_texts,
+)
 from formers.data.shapes_draw import BACKGROUND_MAX, COLOURS, GRID, POSITIONS, SHAPES, ShapeObject, place, render
 from formers.data.shapes_text import (
     ANSWERS,
@@ -21,6 +28,7 @@ from formers.data.shapes_text import (
     SHAPE_WORDS,
     WHERE,
     Caption,
+    HardNegative,
     make_caption,
     shapes_tokenizer,
     shapes_vocabulary,
@@ -332,6 +340,30 @@ def test_caption_batches_keys_and_matches(train, tok):
     assert (b["input_ids"][b["attention_mask"] == 0] == tok.pad_id).all()
 
 
+def test_caption_batches_with_shape_negatives(train, tok):
+    source = CaptionBatches(train, tok, batch_size=16, seed=0, n_images=40, hard_negatives=["shape"])
+    b = source.next_batch()
+    shape_words = {w for words in SHAPE_WORDS.values() for w in words} | set(PLURALS.values())
+    assert b["negative_input_ids"].shape == b["input_ids"].shape == b["negative_attention_mask"].shape
+    assert b["negative_matches"].shape == (16, 16) and not b["negative_matches"].diagonal().any()
+    def words(ids: torch.Tensor, mask: torch.Tensor) -> list[str]:
+        return re.findall(r"\w+", tok.decode(ids[mask.bool()].tolist()))
+
+    for row in range(16):
+        said = words(b["input_ids"][row], b["attention_mask"][row])
+        lie = words(b["negative_input_ids"][row], b["negative_attention_mask"][row])
+        changed = [(w, v) for w, v in zip(said, lie, strict=True) if w != v]  # shape words are one word each
+        assert len(changed) == 1 and set(changed[0]) <= shape_words, (said, lie)
+    # a negative describing another image's objects is true of it, and is marked
+    i, j = 0, 1
+    red_a = (ShapeObject("circle", "red", "small", "top left", 0, 0, 1),)
+    red_b = (ShapeObject("square", "red", "small", "top left", 0, 0, 1),)
+    full = Caption("a small red circle at the top left", ATTRIBUTES, "list", (0,), None)
+    lie = HardNegative("a small red square at the top left", 0, 0, "shape", "circle", "square")
+    fooled = caption_matches([red_a, red_b], [full, full], described=[altered(red_a, lie), red_b])
+    assert fooled[j, i] and not fooled[i, i]
+
+
 def test_matches_count_captions_that_leave_out_the_difference():
     a = (ShapeObject("circle", "red", "small", "top left", 0, 0, 1),)
     b = (ShapeObject("circle", "red", "large", "center", 0, 0, 1),)
@@ -418,6 +450,8 @@ def test_bad_requests_are_refused(train, tok):
         CaptionBatches(train, tok, batch_size=5, seed=0, captions_per_image=2)
     with pytest.raises(DataError, match="captions_per_image"):
         CaptionBatches(train, tok, batch_size=12, seed=0, captions_per_image=6)
+    with pytest.raises(DataError, match="not attributes"):
+        CaptionBatches(train, tok, batch_size=12, seed=0, hard_negatives=["mood"])
     with pytest.raises(DataError, match="question_types"):
         QuestionBatches(train, tok, batch_size=4, seed=0, question_types=["colour", "mood"])
     with pytest.raises(DataError, match="max_len"):

@@ -74,11 +74,28 @@ def test_gradient_is_finite_with_masked_entries(dtype):
     assert (logits.grad[~matches] != 0).all()
 
 
-def test_non_square_logits_and_bad_matches_are_refused():
-    with pytest.raises(DataError, match=r"square \(B, B\).*\(2, 3\)"):
-        info_nce(torch.zeros(2, 3))
-    with pytest.raises(DataError, match="do not fit 2 pairs"):
+def test_fewer_texts_than_images_and_bad_matches_are_refused():
+    with pytest.raises(DataError, match=r"\(B, B \+ N\).*\(3, 2\)"):
+        info_nce(torch.zeros(3, 2))
+    with pytest.raises(DataError, match=r"do not fit logits \(2, 2\)"):
         info_nce(torch.zeros(2, 2), torch.ones(3, 3, dtype=torch.bool))
+
+
+def test_negative_texts_join_only_the_image_to_text_softmax():
+    # 2 pairs + 2 negative texts (columns 2, 3); negative 3 is true of image 0, so row 0 masks it
+    s = torch.tensor([[2.0, 0.5, 1.5, 2.5], [0.0, 1.0, 3.0, -1.0]])
+    fooled = torch.tensor([[False, True], [False, False]])
+    matches = torch.cat([torch.eye(2, dtype=torch.bool), fooled], dim=1)
+    rows = [lse(2.0, 0.5, 1.5) - 2.0, lse(0.0, 1.0, 3.0, -1.0) - 1.0]
+    cols = [lse(2.0, 0.0) - 2.0, lse(0.5, 1.0) - 1.0]  # negatives have no image: no column terms
+    out = info_nce(s, matches)
+    assert out["loss"].item() == pytest.approx((sum(rows) / 2 + sum(cols) / 2) / 2, rel=1e-6)
+    # image 1 prefers its hard negative: wrong; image 0's argmax (2.5) is the negative true of it: right
+    assert out["i2t_accuracy"].item() == 0.5 and out["t2i_accuracy"].item() == 1.0
+    # unmasked, negative 3 is just another wrong text in row 0
+    rows[0] = lse(2.0, 0.5, 1.5, 2.5) - 2.0
+    unmasked = torch.eye(2, 4, dtype=torch.bool)
+    assert info_nce(s, unmasked)["loss"].item() == pytest.approx((sum(rows) / 2 + sum(cols) / 2) / 2, rel=1e-6)
 
 
 def test_temperature_starts_at_0_07_and_is_clamped_at_100():
