@@ -47,6 +47,7 @@ class ViTConfig(BlockConfig):
     family: Literal["vit"] = "vit"
     image_size: int = 32  # side of the square images trained on; other sizes need interpolate_pos_encoding=True
     patch_size: int = 4  # side of a patch: (image_size / patch_size)^2 tokens (ViT-B/16 uses 16 on 224)
+    patch_overlap: int = 0  # m > 0: each patch reads m more pixels on every side (PVT v2; see PatchEmbedding)
     n_channels: int = 3
     n_layers: int = 4
     position: PatchPosition = "learned"  # "sincos2d": fixed, any grid (Beyer et al. 2022 find it as good)
@@ -68,6 +69,8 @@ class ViTConfig(BlockConfig):
         super().__post_init__()
         for name in ("image_size", "patch_size", "n_channels", "n_layers"):
             check(getattr(self, name) > 0, f"ViTConfig.{name}", getattr(self, name), "a positive int")
+        check(0 <= self.patch_overlap < self.patch_size, "ViTConfig.patch_overlap", self.patch_overlap,
+              f"an int in [0, patch_size={self.patch_size})")
         check(self.image_size % self.patch_size == 0, "ViTConfig.patch_size", self.patch_size,
               f"a divisor of image_size={self.image_size}")
         check(self.n_classes >= 0, "ViTConfig.n_classes", self.n_classes, "0 (no head) or a positive int")
@@ -125,7 +128,8 @@ class ViT(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.patches = PatchEmbedding(config.n_channels, d, config.patch_size, bias=config.patch_bias)
+        self.patches = PatchEmbedding(config.n_channels, d, config.patch_size, bias=config.patch_bias,
+                                      overlap=config.patch_overlap)
         self.masking = MaskToken(d) if config.mask_token else NoMaskToken()
         self.cls = ClassToken(d, config.init_std) if config.pooling == "cls" else NoClassToken()
         if config.position == "learned":

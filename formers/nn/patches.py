@@ -5,7 +5,8 @@ p x p patches, project each to a D-vector, add a position per patch, and the sam
 blocks that read text read the image (a new modality is a new input embedding, not a new stack).
 
   check_pixels        refuse pixel tensors a model cannot read (rank, channels, dtype, size)
-  PatchEmbedding      Conv2d with kernel = stride = p: one linear map per patch (Hugging Face's layout)
+  PatchEmbedding      Conv2d with kernel = stride = p: one linear map per patch (Hugging Face's layout);
+                      or overlapping patches, kernel p + 2m at stride p (the same grid)
   ClassToken          a learned [CLS] vector put in front of the patches
   MaskToken           a learned vector that replaces masked patches (BEiT, SimMIM; HF `bool_masked_pos`)
   LearnedPatchPositions, SinCos2dPositions   (1, prefix + h*w, D) for any grid of h x w patches
@@ -50,13 +51,18 @@ class PatchEmbedding(nn.Module):
     """(B, C, H, W) -> (B, (H/p)(W/p), D), patches in row-major order: W x_patch + b (Dosovitskiy eq. 1).
 
     A Conv2d with kernel = stride = p is exactly a shared linear map of each flattened patch, and its
-    weight is laid out as Hugging Face's ViT stores it."""
+    weight is laid out as Hugging Face's ViT stores it. `overlap` m > 0 widens each patch by m pixels on
+    every side (kernel p + 2m, stride p, zero padding m: the grid is unchanged), so that neighbouring
+    tokens share pixels and an edge cut by a patch border is seen whole by both ("overlapping patch
+    embedding", Wang et al. 2022, PVT v2; also Xiao et al. 2021, "Early convolutions help transformers
+    see better"). It costs one larger conv and helps most where data is small."""
 
-    def __init__(self, n_channels: int, d_model: int, patch_size: int, bias: bool = True) -> None:
+    def __init__(self, n_channels: int, d_model: int, patch_size: int, bias: bool = True, overlap: int = 0) -> None:
         super().__init__()
         self.patch_size = patch_size
         # CLIP's patch conv has no bias (its ln_pre follows and would remove a constant shift anyway)
-        self.projection = nn.Conv2d(n_channels, d_model, kernel_size=patch_size, stride=patch_size, bias=bias)
+        self.projection = nn.Conv2d(n_channels, d_model, kernel_size=patch_size + 2 * overlap, stride=patch_size,
+                                    padding=overlap, bias=bias)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # the weight's dtype: bf16-pure models read fp32 batches (autocast still picks its own dtype)

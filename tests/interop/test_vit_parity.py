@@ -99,6 +99,8 @@ def test_models_hugging_face_cannot_express_are_refused_before_writing(tmp_path)
         save_hf(ViT(ViTConfig(**tiny, position="sincos2d", pooling="mean")), tmp_path)
     with pytest.raises(ConfigError, match=r"ViTForImageClassification counterpart for ViTConfig.pooler='tanh'"):
         save_hf(ViT(ViTConfig(**tiny, pooler="tanh", n_classes=3)), tmp_path)
+    with pytest.raises(ConfigError, match=r"ViTConfig.patch_overlap=2 \(needs 0\)"):
+        save_hf(ViT(ViTConfig(**tiny, patch_overlap=2)), tmp_path)
     with pytest.raises(ConfigError, match="family 'cnn' has no Hugging Face counterpart"):
         save_hf(CNN(CNNConfig()), tmp_path)
     assert not any(tmp_path.iterdir())

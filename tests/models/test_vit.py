@@ -57,6 +57,20 @@ def test_clip_layout_norms_the_embeddings_and_only_the_pooled_cls():
     torch.testing.assert_close(out.pooled, model.pooler.norm(out.last_hidden_state[:, 0]))
 
 
+def test_overlapping_patches_keep_the_grid_and_read_their_neighbours_pixels():
+    plain, wide = vit(pooling="mean", position="sincos2d"), vit(pooling="mean", position="sincos2d", patch_overlap=2)
+    assert wide.patches.projection.kernel_size == (8, 8) and wide.patches.projection.stride == (4, 4)
+    x = torch.randn(1, 3, 16, 16)
+    assert wide(x).last_hidden_state.shape == plain(x).last_hidden_state.shape == (1, 16, 32)
+    # a pixel of patch (0, 0) two columns from its right edge: with overlap 2 it is also in patch (0, 1)
+    # (kernel 8 at stride 4 with 2 of padding reads columns 2..9), without it only in patch (0, 0)
+    poked = x.clone()
+    poked[0, :, 0, 2] += 1.0
+    for model, reached in ((plain, {0}), (wide, {0, 1})):
+        moved = (model.patches(poked) - model.patches(x)).abs().sum(-1)[0]  # (16,) per patch
+        assert set(moved.nonzero().flatten().tolist()) == reached
+
+
 def test_masked_patches_change_the_output_and_unmasked_images_do_not():
     model, x = vit(mask_token=True), torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -101,6 +115,7 @@ def test_attention_maps_come_through_the_capture_path():
     (dict(pooling="mean", pooler="tanh"), "ViTConfig.pooler='tanh'.*reads the \\[CLS\\] token"),
     (dict(position="sincos2d", d_model=30, n_heads=3), "ViTConfig.d_model=30.*multiple of 4"),
     (dict(n_classes=-1), "ViTConfig.n_classes=-1"),
+    (dict(patch_overlap=4), r"ViTConfig.patch_overlap=4.*\[0, patch_size=4\)"),
     (dict(final_norm="pooled", pooler="tanh"), "ViTConfig.final_norm='pooled'.*pooler='none'"),
     (dict(position="rotary"), "ViTConfig.position='rotary' is not allowed; expected one of 'learned', 'sincos2d'"),
 ])
