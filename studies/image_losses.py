@@ -33,13 +33,14 @@ import torch
 
 from formers.data.images import ImageBatches, eval_image_batches, load_fashion_mnist
 from formers.evaluate.image_quality import high_frequency_energy, laplacian_variance, psnr, ssim
-from formers.io import load, save_model
+from formers.io import load
 from formers.models import CNN, VQVAE, CNNConfig, PatchGANConfig, VQVAEConfig
 from formers.nn.quantize import QuantizerConfig
 from formers.objectives.causal_lm import token_cross_entropy
 from formers.objectives.image_losses import CNN_LAYERS, FeatureNetwork, ImageLossConfig
 from formers.objectives.reconstruction import ImageReconstruction
 from formers.optim import ScheduleConfig
+from formers.storage import save_model
 from studies.common import fit, pyplot, save, study_args
 
 NAME = "image_losses"
