@@ -42,8 +42,8 @@ def test_the_kernel_computes_the_dequantised_product(bias):
     assert (reference - linear(x)).norm() / linear(x).norm() < 2e-2  # the weights' error, for scale
 
 
-def test_bf16_activations_go_in_and_come_out_as_bf16():
-    layer = Int8Linear.from_linear(nn.Linear(64, 32))
+def test_a_bf16_model_stays_bf16():
+    layer = Int8Linear.from_linear(nn.Linear(64, 32).bfloat16())
     y = layer(torch.randn(3, 64, dtype=torch.bfloat16))
     assert y.dtype == torch.bfloat16 and y.shape == (3, 32)
 
