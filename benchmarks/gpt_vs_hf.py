@@ -15,14 +15,17 @@ never mix.
   memory       the kernel's peak resident set (VmHWM) over two training steps minus the resident set
                once the model and batch were built: what training adds (gradients, optimizer state,
                activations, casts; formers' bf16-pure also its fp32 masters).
-  generate     greedy, 128 new tokens, each library's KV cache, fp32 and bf16 weights: batch 1 with a
-               32-token prompt, and batch 8 with left-padded prompts of 4, 8, ..., 32 tokens; also
-               round-robin in one process.
+  generate     greedy, 128 new tokens, each library's KV cache, fp32 and bf16 weights, and formers with
+               int8 weights: batch 1 with a 32-token prompt, and batch 8 with left-padded prompts of 4, 8,
+               ..., 32 tokens; round-robin in one process; prefill and decode timed apart, against the
+               bandwidth-bound ceiling of each weight format (benchmarks/generation.py). Run once as
+               dispatched and once more (fp32 and int8) under AVX2 emulation, unless --no-avx2-decode.
 
     .venv/bin/python -m benchmarks.gpt_vs_hf                  # both shapes (~30 minutes on 2 quiet cores)
     .venv/bin/python -m benchmarks.gpt_vs_hf --shape small    # or --shape gpt2
     .venv/bin/python -m benchmarks.gpt_vs_hf --quick          # a smoke run in about a minute
     .venv/bin/python -m benchmarks.gpt_vs_hf --shape small --fp32-only --emulate-avx2   # as on an AVX2 laptop
+    .venv/bin/python -m benchmarks.gpt_vs_hf --skip-train     # generation alone (issue 14's ratios)
 
 Every run starts with the machine its workers see (CPU model, ATen kernels, bf16 hardware, oneDNN bf16,
 matmul peaks measured then); `--emulate-avx2` starts the workers with common.AVX2_ENV.
@@ -31,7 +34,6 @@ matmul peaks measured then); `--emulate-avx2` starts the workers with common.AVX
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import tempfile
@@ -39,6 +41,7 @@ import tempfile
 import torch
 from torch.nn import functional as F
 
+from benchmarks import generation
 from benchmarks.common import (
     AVX2_ENV,
     gpt_train_flops_per_token,
@@ -52,55 +55,9 @@ from benchmarks.common import (
     rss_mb,
     run_worker,
 )
+from benchmarks.shapes import LIBS, SHAPES, build
 
-LIBS = ("hf", "x-transformers", "formers")
-NEW_TOKENS = 128
-
-
-@dataclasses.dataclass(frozen=True)
-class Shape:
-    layers: int
-    d: int
-    heads: int
-    seq: int
-    vocab: int
-    batch: int
-    repeats: int  # timed training steps (after one warm-up)
-
-
-SHAPES = {
-    "quick": Shape(layers=2, d=64, heads=2, seq=32, vocab=512, batch=2, repeats=2),
-    "small": Shape(layers=6, d=384, heads=6, seq=256, vocab=8192, batch=8, repeats=5),  # the foundation's shape
-    "gpt2": Shape(layers=12, d=768, heads=12, seq=512, vocab=50257, batch=4, repeats=3),  # GPT-2 124M
-}
-
-
-def build(lib: str, s: Shape) -> torch.nn.Module:
-    """The same GPT-2 architecture in each library (learned positions, pre-norm, tied head, no dropout)."""
-    torch.manual_seed(0)
-    positions = s.seq + NEW_TOKENS + 32  # room for the generation runs
-    if lib == "hf":
-        from transformers import GPT2Config, GPT2LMHeadModel
-
-        return GPT2LMHeadModel(GPT2Config(
-            n_layer=s.layers, n_embd=s.d, n_head=s.heads, n_positions=positions, vocab_size=s.vocab,
-            attn_implementation="sdpa", resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=None,
-            eos_token_id=None,
-        ))
-    if lib == "x-transformers":
-        from x_transformers import Decoder, TransformerWrapper
-
-        return TransformerWrapper(
-            num_tokens=s.vocab, max_seq_len=positions, tie_embedding=True,
-            attn_layers=Decoder(dim=s.d, depth=s.layers, heads=s.heads, attn_flash=True),
-        )
-    from formers.models import GPT, GPTConfig
-
-    return GPT(GPTConfig(
-        n_layers=s.layers, d_model=s.d, n_heads=s.heads, max_seq_len=positions, vocab_size=s.vocab,
-        activation="gelu_tanh", dropout=0.0,
-    ))
-
+MODULE = "benchmarks.gpt_vs_hf"
 
 def logits_of(lib: str, model, ids: torch.Tensor) -> torch.Tensor:
     out = model(ids)
@@ -208,88 +165,51 @@ def train_memory_worker(spec: dict) -> dict:
     return {"memory_mb": peak_rss_mb() - base}
 
 
-# ---- generation -------------------------------------------------------------------------------------------------
-def generate_fn(lib: str, model, prompts: list[torch.Tensor]):
-    """A call producing NEW_TOKENS greedy tokens after each prompt, with the library's own KV cache."""
-    from formers.generation import generate, left_pad
-
-    ids, mask = left_pad([p.tolist() for p in prompts], pad_id=0)
-    if lib == "hf":
-        return lambda: model.generate(ids, attention_mask=mask, max_new_tokens=NEW_TOKENS,
-                                      min_new_tokens=NEW_TOKENS, do_sample=False, use_cache=True, pad_token_id=0)
-    if lib == "x-transformers":
-        from x_transformers import AutoregressiveWrapper
-
-        wrapper = AutoregressiveWrapper(model)
-        batch = torch.stack(prompts) if len({len(p) for p in prompts}) == 1 else prompts
-        return lambda: wrapper.generate(batch, NEW_TOKENS, temperature=0.0, cache_kv=True)
-    return lambda: generate(model, ids, attention_mask=mask if len(prompts) > 1 else None,
-                            max_new_tokens=NEW_TOKENS)
-
-
-def generate_worker(spec: dict) -> dict:
-    """Every library, dtype and batch, round-robin; tokens/s from the median run."""
-    s = SHAPES[spec["shape"]]
-    models = {lib: build(lib, s).eval() for lib in LIBS}
-    g = torch.Generator().manual_seed(1)
-    prompts = {"batch1": [torch.randint(1, s.vocab, (32,), generator=g)],
-               "batch8": [torch.randint(1, s.vocab, (n,), generator=g) for n in range(4, 33, 4)]}
-    out = {}
-    for dtype in spec["dtypes"]:
-        for model in models.values():
-            model.to(torch.float32 if dtype == "fp32" else torch.bfloat16)
-        runs = {(lib, name): generate_fn(lib, models[lib], p) for name, p in prompts.items() for lib in LIBS}
-        times = {key: [] for key in runs}
-        with torch.no_grad():
-            for run in runs.values():
-                run()  # warm up
-            for _ in range(spec["repeats"]):
-                for key, run in runs.items():
-                    times[key].append(median_time(run, warmup=0, repeats=1))
-        for (lib, name), seconds in times.items():
-            median = sorted(seconds)[len(seconds) // 2]
-            out.setdefault(lib, {})[f"{dtype}/{name}"] = len(prompts[name]) * NEW_TOKENS / median
-    return out
-
-
 # ---- the report ---------------------------------------------------------------------------------------------------
-def bench_shape(name: str, threads: int, compile: bool, dtypes: tuple[str, ...], env: dict | None) -> dict:
-    s = SHAPES[name]
+def bench_shape(name: str, args, env: dict | None) -> dict:
+    s, threads = SHAPES[name], args.threads
+    dtypes = ("fp32",) if args.fp32_only else ("fp32", "bf16")
     print(f"\n## {name}: {s.layers} layers, d={s.d}, {s.heads} heads, seq {s.seq}, vocab {s.vocab}, batch {s.batch}; "
           f"{threads} threads; load {os.getloadavg()[0]:.1f}", flush=True)
-    module = "benchmarks.gpt_vs_hf"
+    results = {}
+    if not args.skip_train:
+        results["train"] = bench_train(name, threads, args.compile, dtypes, env)
+    repeats = {"quick": 1, "small": 3, "gpt2": 3}[name]
+    spec = {"task": "generate", "shape": name, "repeats": repeats, "dtypes": dtypes}
+    gen = run_worker(MODULE, spec, threads, env)
+    results["generate"] = gen
+    results["generate_ratios"] = generation.report(gen, "as dispatched" if env is None else "AVX2 emulated")
+    if env is None and not args.no_avx2_decode:  # the same decoding as on an AVX2-only CPU (fp32 and int8)
+        gen = run_worker(MODULE, {**spec, "dtypes": ("fp32",)}, threads, AVX2_ENV)
+        results["generate_avx2"] = gen
+        results["generate_avx2_ratios"] = generation.report(gen, "AVX2 emulated")
+    print(f"load after: {os.getloadavg()[0]:.1f}", flush=True)
+    return results
+
+
+def bench_train(name: str, threads: int, compile: bool, dtypes: tuple[str, ...], env: dict | None) -> dict:
     train = {}
     for dtype in dtypes:
         spec = {"task": "train", "shape": name, "dtype": dtype, "compile": compile}
-        train.update(run_worker(module, spec, threads, env))
+        train.update(run_worker(MODULE, spec, threads, env))
     for lib, precision in train_configs(compile, dtypes):
         spec = {"task": "memory", "shape": name, "lib": lib, "precision": precision}
-        train[f"{lib} {precision}"].update(run_worker(module, spec, threads, env))
+        train[f"{lib} {precision}"].update(run_worker(MODULE, spec, threads, env))
     print("\n| train | tokens/s | MFU | memory added, MB |\n|---|---|---|---|")
     for key, r in train.items():
         print(f"| {key} | {r['tokens_per_s']:,.0f} | {r['mfu']:.1%} | {r['memory_mb']:,.0f} |")
     peaks = {p: r["peak_gflops"] for k, r in train.items() for p in dtypes if k.endswith(" " + p)}
     print("matmul peak (best of the run): " + ", ".join(f"{p} {v:,.0f} GFLOP/s" for p, v in peaks.items()))
-    repeats = {"quick": 1, "small": 3, "gpt2": 3}[name]
-    gen = run_worker(module, {"task": "generate", "shape": name, "repeats": repeats, "dtypes": dtypes}, threads, env)
-    columns = [f"{d}/batch{b}" for d in dtypes for b in (1, 8)]
-    print("\n| generate, tokens/s | " + " | ".join(c.replace("/batch", " batch ") for c in columns) + " |\n|---"
-          + "|---" * len(columns) + "|")
-    for lib in LIBS:
-        print(f"| {lib} | " + " | ".join(f"{gen[lib][k]:,.1f}" for k in columns) + " |")
-    ratios(train, gen, dtypes)
-    print(f"load after: {os.getloadavg()[0]:.1f}", flush=True)
-    return {"train": train, "generate": gen}
+    ratios(train, dtypes)
+    return train
 
 
-def ratios(train: dict, gen: dict, dtypes: tuple[str, ...]) -> None:
+def ratios(train: dict, dtypes: tuple[str, ...]) -> None:
     rate = {k: v["tokens_per_s"] for k, v in train.items()}
-    gen_ratios = ", ".join(f"{k} {gen['formers'][k] / gen['hf'][k]:.2f}" for k in gen["formers"])
     memory = {k: v["memory_mb"] for k, v in train.items()}
     if "bf16" not in dtypes:
         print(f"\nformers / hf: train fp32 {rate['formers fp32'] / rate['hf fp32']:.2f}; formers / x-transformers: "
               f"fp32 {rate['formers fp32'] / rate['x-transformers fp32']:.2f}")
-        print(f"formers / hf generate: {gen_ratios}")
         print(f"memory formers / hf: fp32 {memory['formers fp32'] / memory['hf fp32']:.2f}")
         return
     best_bf16 = max(rate["formers bf16"], rate["formers bf16-pure"])
@@ -297,7 +217,6 @@ def ratios(train: dict, gen: dict, dtypes: tuple[str, ...]) -> None:
           f"bf16 {rate['formers bf16'] / rate['hf bf16']:.2f} (autocast), {best_bf16 / rate['hf bf16']:.2f} (best); "
           f"formers / x-transformers: fp32 {rate['formers fp32'] / rate['x-transformers fp32']:.2f}, "
           f"bf16 {best_bf16 / rate['x-transformers bf16']:.2f}")
-    print(f"formers / hf generate: {gen_ratios}")
     print(f"memory formers / hf: fp32 {memory['formers fp32'] / memory['hf fp32']:.2f}, "
           f"bf16 {memory['formers bf16'] / memory['hf bf16']:.2f}, "
           f"bf16-pure {memory['formers bf16-pure'] / memory['hf bf16']:.2f}")
@@ -312,21 +231,24 @@ def main() -> None:
     parser.add_argument("--fp32-only", action="store_true", help="skip bf16 (emulated, slow, without AMX/AVX512-BF16)")
     parser.add_argument("--emulate-avx2", action="store_true",
                         help="workers dispatch as on an AVX2-only CPU (benchmarks.common.AVX2_ENV)")
+    parser.add_argument("--skip-train", action="store_true", help="generation only")
+    parser.add_argument("--no-avx2-decode", action="store_true",
+                        help="skip the second generation run under AVX2 emulation (benchmarks.common.AVX2_ENV)")
     parser.add_argument("--json", type=str, default=None, help="also write every figure to this file")
     parser.add_argument("--worker", type=str, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker is not None:
         spec = json.loads(args.worker)
-        workers = {"train": train_timing_worker, "memory": train_memory_worker, "generate": generate_worker,
+        workers = {"train": train_timing_worker, "memory": train_memory_worker, "generate": generation.generate_worker,
                    "machine": lambda spec: machine()}
         report(workers[spec["task"]](spec))
         return
     names = ["quick"] if args.quick else ["small", "gpt2"] if args.shape == "all" else [args.shape]
-    env, dtypes = (AVX2_ENV if args.emulate_avx2 else None), (("fp32",) if args.fp32_only else ("fp32", "bf16"))
-    results = {"machine": run_worker("benchmarks.gpt_vs_hf", {"task": "machine"}, args.threads, env)}
+    env = AVX2_ENV if args.emulate_avx2 else None
+    results = {"machine": run_worker(MODULE, {"task": "machine"}, args.threads, env)}
     print(machine_line(results["machine"]), flush=True)
-    results.update({name: bench_shape(name, args.threads, args.compile, dtypes, env) for name in names})
+    results.update({name: bench_shape(name, args, env) for name in names})
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

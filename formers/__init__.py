@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from formers.generation import generate
     from formers.io import load, load_tokenizer
+    from formers.nn.int8_linear import quantize_weights
     from formers.sentences import embed
     from formers.storage import save_model
 
@@ -21,9 +22,11 @@ _API = {
     "generate": "formers.generation",
     "load": "formers.io",
     "load_tokenizer": "formers.io",
+    "quantize_weights": "formers.nn.int8_linear",
     "save_model": "formers.storage",
 }
-__all__ = ["embed", "generate", "load", "load_tokenizer", "save_model"]  # = sorted(_API); literal for linters
+# = sorted(_API); literal for linters
+__all__ = ["embed", "generate", "load", "load_tokenizer", "quantize_weights", "save_model"]
 __version__ = "0.1.0"
 
 

@@ -101,6 +101,9 @@ def build_parser() -> ArgumentParser:
     gen.add_argument("--top_k", type=int | None, default=None)
     gen.add_argument("--top_p", type=float | None, default=0.95)
     gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--weights", type=str, default="fp32",
+                     help="fp32 (exact); bf16 (half the bytes; fast where the CPU has AMX or AVX512-BF16); int8 "
+                          "(weight-only, a quarter of the bytes: faster decoding, quality in benchmarks/README.md)")
     gen.add_argument("--images", type=str, default="generated.png",
                      help="text-to-image models: the PNG to write (a row per prompt; separate prompts with |)")
     gen.add_argument("--n_samples", type=int, default=4, help="text-to-image models: images per prompt")
@@ -192,11 +195,15 @@ def train_own_loop(task, recipe, out: Path, resume: bool) -> None:
 
 
 def cmd_generate(args) -> None:
+    import time
+
     import torch
 
-    from formers import generate, load, load_tokenizer
+    from formers import generate, load, load_tokenizer, quantize_weights
 
     model, tokenizer = load(args.checkpoint), load_tokenizer(args.checkpoint)
+    warn_if_bf16_is_emulated(args.weights)
+    quantize_weights(model, args.weights)
     if getattr(type(model), "generates_images", False):
         return generate_images(model, tokenizer, args)
     ids = torch.tensor([tokenizer.encode(args.prompt)])
@@ -204,8 +211,10 @@ def cmd_generate(args) -> None:
         raise ConfigError("--prompt encodes to no tokens; give some text")
     print(args.prompt, end="", flush=True)
     pending: list[int] = []
+    times: list[float] = []  # when each token arrived
 
     def stream(token: torch.Tensor) -> None:
+        times.append(time.perf_counter())
         # Byte-level tokens may split a character: print once the pending ids decode cleanly.
         pending.append(int(token[0]))
         text = tokenizer.decode(pending)
@@ -213,12 +222,36 @@ def cmd_generate(args) -> None:
             print(text, end="", flush=True)
             pending.clear()
 
+    start = time.perf_counter()
     generate(
         model, ids, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id,
         generator=torch.Generator().manual_seed(args.seed), streamer=stream,
     )
-    print()
+    print(tokenizer.decode(pending))  # what an incomplete character at the very end left pending
+    print(speed_line(start, times, args.weights), file=sys.stderr)
+
+
+def speed_line(start: float, times: list[float], weights: str) -> str:
+    """How fast tokens came: the first after the prompt's pass (prefill), the rest one decoding step each."""
+    if not times:
+        return f"0 tokens ({weights} weights)"
+    total = times[-1] - start
+    line = f"{len(times)} tokens in {total:.2f} s, {len(times) / total:.1f} tokens/s ({weights} weights"
+    if len(times) > 1:
+        decode = (len(times) - 1) / (times[-1] - times[0])
+        line += f"; first token after {times[0] - start:.2f} s, then {decode:.1f} tokens/s"
+    return line + ")"
+
+
+def warn_if_bf16_is_emulated(weights: str) -> None:
+    if weights != "bf16":
+        return
+    from formers.training.precision import cpu_facts, describe, native_bf16
+
+    if not native_bf16(cpu_facts()):
+        print(f"warning: --weights bf16 on a CPU without native bf16 ({describe(cpu_facts())}): every product "
+              "is emulated through fp32; --weights int8 reads fewer bytes and runs natively", file=sys.stderr)
 
 
 def generate_images(model, tokenizer, args) -> None:

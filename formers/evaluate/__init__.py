@@ -1,5 +1,7 @@
-"""Evaluation measures that are not training losses: zero-shot classification, retrieval, image quality."""
+"""Evaluation measures that are not training losses: zero-shot classification, retrieval, image quality, and
+what a cheaper decoding costs (perplexity, greedy agreement)."""
 
+from formers.evaluate.decoding import greedy_agreement, perplexity
 from formers.evaluate.image_quality import (
     best_resample_codec,
     high_frequency_energy,
@@ -19,4 +21,4 @@ from formers.evaluate.zero_shot import (
 
 __all__ = ["both_ways", "chance_tail", "class_embeddings", "first_positive_ranks", "retrieval_metrics",
            "zero_shot_accuracy", "best_resample_codec", "high_frequency_energy", "laplacian_variance", "psnr",
-           "resample_codec", "ssim"]
+           "resample_codec", "ssim", "greedy_agreement", "perplexity"]
