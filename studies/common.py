@@ -127,10 +127,12 @@ def pyplot():
     return plt
 
 
-def save(out: Path, name: str, result: dict[str, Any], fig) -> dict[str, Any]:
-    """Write OUT/NAME.json and OUT/NAME.png (small: the committed copies live in studies/figures)."""
+def save(out: Path, name: str, result: dict[str, Any], fig, *, tight: bool = True) -> dict[str, Any]:
+    """Write OUT/NAME.json and OUT/NAME.png (small: the committed copies live in studies/figures).
+    `tight=False` keeps a figure whose grids were placed by hand (tight_layout cannot fit those)."""
     (out / f"{name}.json").write_text(json.dumps(_plain(result), indent=1) + "\n")
-    fig.tight_layout()
+    if tight:
+        fig.tight_layout()
     fig.savefig(out / f"{name}.png", dpi=80)
     pyplot().close(fig)
     return result

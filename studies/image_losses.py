@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
         partial.write_text(json.dumps(done))
     result = {"claim": "pixel losses blur; perceptual and adversarial terms sharpen (at some cost in PSNR)",
               "setting": dataclasses.asdict(s), "feature_network": feature_info, "runs": runs}
-    return save(args.out, NAME, result, plot(runs, test.images[:8].float() / 255.0, images))
+    return save(args.out, NAME, result, plot(runs, test.images[:8].float() / 255.0, images), tight=False)
 
 
 if __name__ == "__main__":
