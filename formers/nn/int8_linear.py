@@ -8,7 +8,7 @@ bytes; activations stay floating point, so nothing needs calibrating.
 
 The product is torch's own kernel, `aten._weight_int8pack_mm(x, w_int8 (N, K), scales (N,))`, which
 multiplies by the int8 weights directly and applies the scale once per output. On CPU its fast paths
-take bf16 (or fp16) activations only: with fp32 ones it fell back to scalar code reading 1.7 GB/s, 4x
+take bf16 (or fp16) activations: with fp32 ones it read the weights at 1.7 GB/s, 4x
 slower than fp32 `F.linear` (Sapphire Rapids, 1 thread, 3072x768, batch 1). So the input is cast to
 bf16 for the product and the output back: at batch 1 that is a few thousand numbers per layer, and
 the kernel's accumulation is fp32 (measured error: see tests/nn/test_int8_linear.py).
