@@ -7,6 +7,7 @@ import torch
 from formers.models import GPT, GPTConfig
 from formers.nn.blocks import NoResidual, PreNorm
 from studies import (
+    attention_localisation,
     attention_scaling,
     bidirectional_context,
     ce_vs_mse,
@@ -122,3 +123,14 @@ def test_pixel_losses_blur_and_feature_terms_sharpen(tmp_path):
     styled = runs["L1 + perceptual + GAN + style"]
     assert styled["laplacian_ratio"] > 2 * runs["L1"]["laplacian_ratio"]
     assert styled["psnr"] < runs["L1"]["psnr"]
+
+
+def test_attention_pooling_localises_where_mean_pooling_cannot(tmp_path):
+    result = run(attention_localisation, tmp_path)
+    runs, prior = result["runs"], result["answer_prior"]
+    attended, mean = runs["[CLS]-pooled image (late fusion)"], runs["mean-pooled image (late fusion)"]
+    # the quick run (one object, 400 steps): the [CLS] took off at step ~250 and reached 0.99 held-out;
+    # the mean of the cell tokens stayed at the prior (0.09-0.13 against chance 0.11) throughout
+    assert attended["heldout"] > 0.8
+    assert mean["heldout"] < prior + 0.15
+    assert attended["params"] == mean["params"] + 128  # the same model but for the tower's [CLS] token
