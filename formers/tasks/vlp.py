@@ -17,6 +17,7 @@ import torch
 from formers.data.shapes_batches import MatchingBatches
 from formers.objectives.matching import VisionLanguagePretraining, VLPObjectiveConfig, rerank_retrieval
 from formers.registry import build_model
+from formers.storage import load_model_weights, resolve_checkpoint
 from formers.tasks.base import Recipe, Run, Task
 from formers.tasks.shapes_tasks import EVAL_SPLITS, ShapesTaskConfig, shapes_split, task_tokenizer
 
@@ -24,6 +25,9 @@ from formers.tasks.shapes_tasks import EVAL_SPLITS, ShapesTaskConfig, shapes_spl
 @dataclasses.dataclass(kw_only=True)
 class VLPTaskConfig(ShapesTaskConfig, VLPObjectiveConfig):
     rerank_k: int = 4  # ITC candidates the ITM head reranks in the report's retrieval
+    # a vlp checkpoint or run whose weights start the model (pretraining on many pairs, then fine-tuning for
+    # retrieval on few: `n_train_images`); None = random init. The model configs must agree (refused otherwise).
+    init_from: str | None = None
 
 
 def _matching(recipe: Recipe, split: str, tokenizer, n_images: int | None = None) -> MatchingBatches:
@@ -52,6 +56,8 @@ def build(recipe: Recipe) -> Run:
     torch.manual_seed(recipe.trainer.seed)
     trunk = recipe.model.trunk.replace(vocab_size=tokenizer.vocab_size)
     model = build_model(recipe.model.replace(trunk=trunk))
+    if recipe.objective.init_from is not None:
+        load_model_weights(model, resolve_checkpoint(recipe.objective.init_from))
     source = _matching(recipe, "train", tokenizer, recipe.objective.n_train_images)
     return Run(model=model, objective=make_objective(recipe), train_source=source,
                val_batches=eval_data(recipe, tokenizer), tokenizer=tokenizer)

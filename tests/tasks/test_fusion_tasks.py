@@ -90,3 +90,21 @@ def test_vqa_fine_tunes_a_pretrained_vlp_trunk(tmp_path, capsys):
                 *QUIET, *TINY_TRUNK, f"--objective.pretrained={tmp_path / 'pre'}"])
     assert bad == 1  # the command line prints the typed error in one line and exits non-zero
     assert "differs from model.trunk in (pretrained, recipe) = {'max_seq_len': (40, 32)}" in capsys.readouterr().err
+
+
+def test_vlp_starts_from_a_pretrained_vlp_run(tmp_path, capsys):
+    import formers
+
+    train("vlp-shapes", tmp_path / "pre", capsys, *TINY_TRUNK)
+    pretrained = formers.load(tmp_path / "pre")
+    tuned_overrides = [*TINY_TRUNK, f"--objective.init_from={tmp_path / 'pre'}", "--objective.mlm_weight=0",
+                       "--objective.n_train_images=16", "--trainer.max_steps=1", "--trainer.optimizer.lr=1.0e-12"]
+    train("vlp-shapes", tmp_path / "tuned", capsys, *tuned_overrides)
+    tuned = formers.load(tmp_path / "tuned")
+    # one step at lr 1e-12 (AdamW moves each weight by ~lr): every weight is still the pretrained one
+    for (name, a), b in zip(pretrained.state_dict().items(), tuned.state_dict().values(), strict=True):
+        assert (a - b).abs().max() < 1e-6, name
+    bad = main(["train", str(ROOT / "recipes" / "vlp-shapes.yaml"), "--out", str(tmp_path / "bad"), *QUIET,
+                *TINY_TRUNK, "--model.embed_dim=8", f"--objective.init_from={tmp_path / 'pre'}"])
+    assert bad == 1  # a checkpoint of another shape is refused with the typed error, not loaded in part
+    assert "checkpoint (64, 32) vs model (8, 32)" in capsys.readouterr().err
