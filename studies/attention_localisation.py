@@ -15,6 +15,11 @@ and two arms of attention fusion that record how it fails to learn at all: the t
 (std 0.02 at init, 30x smaller than the patch content: a cell token barely says where it is) and the same
 model at a learning rate of 1e-3 (BERT's post-norm trunk then never makes its attention selective).
 
+Measured (studies/README.md): not reproduced at this scale. With 1-3 objects and 2,000 steps both late-fusion arms
+beat attention fusion on held-out questions (mean-pooled 0.56, [CLS]-pooled 0.59, VisualBERT 0.46): the tower's own
+self-attention mixes every cell into every token, so even their mean says where things are. What did reproduce is
+how attention fusion fails to learn: learned positions delay it by ~750 steps, lr 1e-3 keeps it at chance.
+
 Full run: `python -m studies.attention_localisation --out studies/figures`.
 """
 
@@ -37,7 +42,7 @@ from formers.tasks.vqa import VQAConfig
 from studies.common import curve, fit, pyplot, save, study_args
 
 NAME = "attention_localisation"
-CLAIM = "Attention-based fusion localises the object a question names; mean-pooled image features cannot"
+CLAIM = "Attention-based fusion localises the object a question names better than mean-pooled image features"
 
 TEXT = {"d_model": 128, "n_heads": 4, "max_seq_len": 32, "dropout": 0.1}
 

@@ -125,12 +125,13 @@ def test_pixel_losses_blur_and_feature_terms_sharpen(tmp_path):
     assert styled["psnr"] < runs["L1"]["psnr"]
 
 
-def test_attention_pooling_localises_where_mean_pooling_cannot(tmp_path):
+def test_attention_pooling_learns_where_before_mean_pooling(tmp_path):
     result = run(attention_localisation, tmp_path)
     runs, prior = result["runs"], result["answer_prior"]
     attended, mean = runs["[CLS]-pooled image (late fusion)"], runs["mean-pooled image (late fusion)"]
     # the quick run (one object, 400 steps): the [CLS] took off at step ~250 and reached 0.99 held-out;
-    # the mean of the cell tokens stayed at the prior (0.09-0.13 against chance 0.11) throughout
+    # the mean of the cell tokens was still at the prior (0.09-0.13 against chance 0.11). It learns later: in
+    # the full run (1-3 objects, 2,000 steps) it reached 0.56 (the claim's larger form did not reproduce)
     assert attended["heldout"] > 0.8
     assert mean["heldout"] < prior + 0.15
     assert attended["params"] == mean["params"] + 128  # the same model but for the tower's [CLS] token
