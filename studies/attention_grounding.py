@@ -19,8 +19,11 @@ untrained (the identical random initialisation).
 Caveat, built into what a patch token is: after the tower's self-attention a patch token mixes in other
 cells, so attention to token p is attention to region p only as far as the tower keeps tokens local.
 
-    .venv/bin/python -m studies.attention_grounding --out studies/figures          # 1,500 steps
-    .venv/bin/python -m studies.attention_grounding --quick --out /tmp/grounding   # seconds
+    .venv/bin/python -m studies.attention_grounding --out studies/figures --cache runs/attention_grounding-captioner
+    .venv/bin/python -m studies.attention_grounding --quick --out /tmp/grounding   # ~15 CPU s
+
+The full run trains 1,500 steps (~6 CPU-min on one thread); the trained captioner is kept in --cache, so a
+rerun with the same setting only measures and redraws.
 """
 
 from __future__ import annotations
@@ -191,23 +194,30 @@ def measure(model, tokenizer, data: Shapes, n_images: int, seed: int) -> dict:
                     rec["novel"].append((objects[k].colour, objects[k].shape) in heldout)
                     rec["query"].append(query)
                     rec["n_objects"].append(len(objects))
+                    # the example: the colour and the shape word of the first held-out-pair object (any object
+                    # on test images) of an image of 2+ objects, first caption that has one
                     if (
                         example is None
                         and query == "holds"
-                        and kind == "shape"
                         and len(objects) >= 2
                         and (data.split == "test" or rec["novel"][-1])
                     ):
                         example = {
                             "image": i,
-                            "caption": data.captions(i, objects)[c].text,
-                            "word": tokenizer.decode([row[t]]),
+                            "caption_id": c,
                             "object": k,
-                            "weights": w.mean(1)[:, prefix:],
                             "grid": (rows, cols),
+                            "words": {},
+                            "caption": data.captions(i, objects)[c].text,
                             "mask": masks[k],
                             "pixels": pixels,
                         }
+                    if (
+                        example is not None
+                        and query == "holds"
+                        and (example["image"], example["caption_id"], example["object"]) == (i, c, k)
+                    ):
+                        example["words"][kind] = (tokenizer.decode([row[t]]), w.mean(1)[:, prefix:])  # (L, 9)
     out = {key: (torch.stack(v) if key in ("mass", "other") else v) for key, v in rec.items()}
     out["example"] = example
     return out
@@ -257,43 +267,40 @@ def summarise(rec: dict, head: list[int] | None) -> dict:
 
 def plot(results: dict, examples: dict, n_layers: int):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 4, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.4, 1.4, 1, 1]})
+    fig, axes = plt.subplots(1, 5, figsize=(19, 5.2), gridspec_kw={"width_ratios": [1.4, 1.4, 1, 1, 1]})
     layers = list(range(1, n_layers + 1))
-    colours = {"trained": "#c74", "untrained": "#888"}
+    grey = "#888"
     for ax, split in zip(axes[:2], SPLITS, strict=True):
-        for model, by_split in results.items():
-            r, c = by_split[split], colours[model]
-            ax.plot(layers, r["all"]["ratio"], "o-", color=c, label=f"{model}: named object, heads averaged")
-            ax.plot(layers, r["best_head_ratio"], "s--", color=c, alpha=0.7, label=f"{model}: named object, best head")
-            ax.plot(
-                layers,
-                [o / r["all"]["chance"] for o in r["all"]["other_object"]],
-                "x:",
-                color=c,
-                label=f"{model}: another object of the image",
-            )
-            if "novel" in r:
-                ax.plot(
-                    layers,
-                    r["novel"]["ratio"],
-                    "^-",
-                    color=c,
-                    alpha=0.45,
-                    ms=4,
-                    label=f"{model}: named object, held-out pairs' words",
-                )
+        r, u = results["trained"][split], results["untrained"][split]
+        chance = r["all"]["chance"]
+        lines = [
+            (r["all"]["ratio"], "o-", "#c74", "trained: every naming word, heads averaged"),
+            (r["best_head_ratio"], "s--", "#c74", "trained: every naming word, best head (chosen on test)"),
+            (r["colour"]["ratio"], "^-", "#48c", "trained: colour words (the query that writes the shape next)"),
+            (r["shape"]["ratio"], "v-", "#4a8", "trained: shape words (the query after the object is named)"),
+            ([o / chance for o in r["all"]["other_object"]], "x:", "#c74", "trained: mass on another object"),
+            (u["all"]["ratio"], "o-", grey, "untrained: every naming word, heads averaged"),
+            (u["best_head_ratio"], "s--", grey, "untrained: best head"),
+        ]
+        if "novel" in r:
+            lines.insert(1, (r["novel"]["ratio"], "d-", "#a52", "trained: words of held-out pairs only"))
+        for values, style, colour, label in lines:
+            ax.plot(layers, values, style, color=colour, label=label, ms=5, alpha=0.85)
         ax.axhline(1.0, color="k", lw=1, ls=":")
         ax.set_xticks(layers)
         ax.set_xlabel("decoder layer (cross-attention)")
-        ax.set_ylabel("attention mass / chance (uniform)")
-        seen = "held-out colour-shape pairs" if split == "heldout" else "seen pairs only"
+        ax.set_ylabel("mass on the named object / chance")
+        seen = "every image holds a held-out colour-shape pair" if split == "heldout" else "seen pairs only"
         ax.set_title(f"{split} images ({seen})", fontsize=9)
         ax.set_ylim(bottom=0)
-    axes[1].legend(fontsize=6.5, loc="upper left")
-    for ax, (model, ex) in zip(axes[2:], examples.items(), strict=True):
+    fig.legend(*axes[1].get_legend_handles_labels(), loc="lower left", bbox_to_anchor=(0.02, 0.0), ncol=4, fontsize=7)
+    panels = [("trained", "colour"), ("trained", "shape"), ("untrained", "colour")]
+    for ax, (model, kind) in zip(axes[2:], panels, strict=True):
+        ex = examples[model]
+        word, weights = ex["words"][kind]
         rows, cols = ex["grid"]
         size = ex["pixels"].shape[-1]
-        heat = ex["weights"][ex["layer"]].reshape(rows, cols).numpy()
+        heat = weights[ex["layer"]].reshape(rows, cols).numpy()
         ax.imshow(ex["pixels"].permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.imshow(
             heat,
@@ -302,7 +309,7 @@ def plot(results: dict, examples: dict, n_layers: int):
             extent=(-0.5, size - 0.5, size - 0.5, -0.5),
             interpolation="nearest",
             vmin=0,
-            vmax=0.5,
+            vmax=0.6,
         )
         ax.contour(ex["mask"].float().numpy(), levels=[0.5], colors="cyan", linewidths=1.2)
         for y in range(rows):
@@ -317,13 +324,14 @@ def plot(results: dict, examples: dict, n_layers: int):
                     color="w",
                 )
         ax.set_title(
-            f"{model}: the query holding '{ex['word']}', layer {ex['layer'] + 1}\n"
-            "patch weights (heads averaged); cyan: its object",
-            fontsize=8,
+            f"{model}, layer {ex['layer'] + 1}: the query holding '{word}' ({kind})\n"
+            "heads averaged; cyan: the object it names",
+            fontsize=7.5,
         )
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_xlabel("\n".join(textwrap.wrap(ex["caption"], 48)), fontsize=6.5)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))  # room for the legend below
     return fig
 
 
@@ -391,10 +399,15 @@ def main(argv: list[str] | None = None) -> dict:
         "bleu4_greedy": bleu,
         "results": results,
         "example": {
-            k: {"caption": v["caption"], "word": v["word"], "layer": v["layer"] + 1} for k, v in examples.items()
+            model: {
+                "caption": ex["caption"],
+                "layer": ex["layer"] + 1,
+                "weights": {ws[0]: ws[1][ex["layer"]].tolist() for ws in ex["words"].values()},
+            }
+            for model, ex in examples.items()
         },
     }
-    return save(args.out, NAME, result, plot(results, examples, n_layers))
+    return save(args.out, NAME, result, plot(results, examples, n_layers), tight=False)
 
 
 if __name__ == "__main__":
