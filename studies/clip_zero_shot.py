@@ -55,14 +55,14 @@ from studies.common import fit, pyplot, save, study_args
 NAME = "clip_zero_shot"
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ("embedding", "pooled")  # unit CLIP embedding; the image tower's pooled output before the projection
-PROBE_C = (0.01, 0.1, 1.0, 10.0)  # inverse L2 strengths tried on standardised features
+PROBE_C = (0.01, 0.1, 1.0, 10.0, 100.0)  # inverse L2 strengths tried on standardised features
 
 
 @dataclasses.dataclass
 class Setting:
     n_probe_train: int = 4_000  # train-split single-object images the probes learn from
-    n_eval: int = 1_000  # single-object images per evaluation split (seen pairs; held-out pairs)
-    n_prompts: int = 64  # DALL-E prompts per split: 64 held-out ones are 8 per held-out pair
+    n_eval: int = 2_000  # single-object images per evaluation split (seen pairs; held-out pairs)
+    n_prompts: int = 128  # DALL-E prompts per split: 128 held-out ones are ~16 per held-out pair
     samples_per_prompt: int = 8
     seed: int = 0
     # the CLIP trained here in --quick mode (the full run reads a trained one)
@@ -71,12 +71,21 @@ class Setting:
 
 
 QUICK = Setting(
-    n_probe_train=800, n_eval=200, n_prompts=32, samples_per_prompt=4, clip_steps=120,
+    n_probe_train=800,
+    n_eval=200,
+    n_prompts=32,
+    samples_per_prompt=4,
+    clip_steps=120,
     clip_overrides={  # tests/tasks/test_clip_recipes.py's tiny CLIP, at 24x24
-        "trainer.batch_size": 64, "trainer.optimizer.lr": 3.0e-3, "trainer.schedule.warmup_steps": 10,
+        "trainer.batch_size": 64,
+        "trainer.optimizer.lr": 3.0e-3,
+        "trainer.schedule.warmup_steps": 10,
         "objective.shapes.shapes.image_size": 24,
         "model.image": {"family": "cnn", "n_channels": 3, "widths": [8, 16, 32], "depths": [1, 1, 1], "groups": 4},
-        "model.text.d_model": 32, "model.text.n_layers": 2, "model.text.d_ff": 64, "model.embed_dim": 32,
+        "model.text.d_model": 32,
+        "model.text.n_layers": 2,
+        "model.text.d_ff": 64,
+        "model.embed_dim": 32,
     },
 )
 
@@ -85,12 +94,23 @@ QUICK = Setting(
 def train_tiny_clip(s: Setting, folder: Path) -> dict:
     """The clip task's recipe, shrunk, trained with the library's Trainer and saved as `formers train` would
     (weights, tokenizer, the recipe in extra.json), so that load_judge reads it like a real run."""
-    recipe = load_recipe(ROOT / "recipes" / "clip-shapes.yaml",
-                         {**s.clip_overrides, "trainer.max_steps": s.clip_steps, "trainer.seed": s.seed})
+    recipe = load_recipe(
+        ROOT / "recipes" / "clip-shapes.yaml",
+        {**s.clip_overrides, "trainer.max_steps": s.clip_steps, "trainer.seed": s.seed},
+    )
     run = CLIP_TASK.build(recipe)
     t = recipe.trainer
-    result = fit(run.model, run.objective, run.train_source, steps=s.clip_steps, lr=t.optimizer.lr,
-                 batch_size=t.batch_size, schedule=t.schedule, weight_decay=t.optimizer.weight_decay, seed=s.seed)
+    result = fit(
+        run.model,
+        run.objective,
+        run.train_source,
+        steps=s.clip_steps,
+        lr=t.optimizer.lr,
+        batch_size=t.batch_size,
+        schedule=t.schedule,
+        weight_decay=t.optimizer.weight_decay,
+        seed=s.seed,
+    )
     save_model(run.model, folder, run.tokenizer)
     (folder / "extra.json").write_text(json.dumps({"recipe": recipe.to_dict()}))
     return {"source": f"trained here: {s.clip_steps} steps", "final_train_loss": result["history"][-1]["train/loss"]}
@@ -158,15 +178,21 @@ def probes_vs_zero_shot(scorer: ClipScorer, shapes: ShapesConfig, s: Setting) ->
         result, predicted = {}, {}
         for probe in evals:
             classes = class_embeddings(scorer.text_embeddings, probe.classes, probe.templates)
-            guesses = {"zero-shot": (x["embedding"] @ classes.T).argmax(-1),
-                       **{f"probe ({f})": torch.from_numpy(probes[probe.name, f].predict(x[f].numpy()))
-                          for f in FEATURES}}
+            guesses = {
+                "zero-shot": (x["embedding"] @ classes.T).argmax(-1),
+                **{f"probe ({f})": torch.from_numpy(probes[probe.name, f].predict(x[f].numpy())) for f in FEATURES},
+            }
             chance = zero_shot_accuracy(x["embedding"], classes, probe.labels)["chance"]
             result[probe.name] = {
                 "chance": chance,
-                **{m: {"accuracy": (g == probe.labels).float().mean().item(),
-                       "per_class": per_class(g, probe.labels, len(probe.classes)),
-                       "confusion": confusion(g, probe.labels, len(probe.classes))} for m, g in guesses.items()},
+                **{
+                    m: {
+                        "accuracy": (g == probe.labels).float().mean().item(),
+                        "per_class": per_class(g, probe.labels, len(probe.classes)),
+                        "confusion": confusion(g, probe.labels, len(probe.classes)),
+                    }
+                    for m, g in guesses.items()
+                },
             }
             predicted[probe.name] = guesses
         colour, shape = evals[0].labels, evals[1].labels
@@ -175,23 +201,49 @@ def probes_vs_zero_shot(scorer: ClipScorer, shapes: ShapesConfig, s: Setting) ->
         assert [p[1] for p in pairs] == [shapes.shapes[k] for k in shape.tolist()]  # the same images
         judged = judge_pairs(scorer, real, single.all_pairs)  # colour-major index
         target = colour * n_shapes + shape
-        both = {"zero-shot (64 pair names)": (judged == target).float().mean().item(),
-                "zero-shot (colour and shape apart)": ((predicted["colour"]["zero-shot"] == colour)
-                                                       & (predicted["shape"]["zero-shot"] == shape)).float().mean().item()}
+        both = {
+            "zero-shot (64 pair names)": (judged == target).float().mean().item(),
+            "zero-shot (colour and shape apart)": (
+                (predicted["colour"]["zero-shot"] == colour) & (predicted["shape"]["zero-shot"] == shape)
+            )
+            .float()
+            .mean()
+            .item(),
+        }
         for f in FEATURES:
-            both[f"probes ({f})"] = ((predicted["colour"][f"probe ({f})"] == colour)
-                                     & (predicted["shape"][f"probe ({f})"] == shape)).float().mean().item()
+            both[f"probes ({f})"] = (
+                ((predicted["colour"][f"probe ({f})"] == colour) & (predicted["shape"][f"probe ({f})"] == shape))
+                .float()
+                .mean()
+                .item()
+            )
         result["pair"] = both
+        # which colour x shape pairs the shape is read wrong on: per pair present in the split
+        shape_by_pair = {}
+        for k in sorted(set(target.tolist())):
+            rows = target == k
+            shape_by_pair[" ".join(single.all_pairs[k])] = {
+                "images": int(rows.sum()),
+                **{m: (g[rows] == shape[rows]).float().mean().item() for m, g in predicted["shape"].items()},
+            }
+        result["shape_accuracy_by_pair"] = shape_by_pair
         result["pairs_present"] = sorted({f"{c} {p}" for c, p in pairs})
         out["splits"][name] = result
     return out
 
 
 # ---- part 2: generated images judged by the CLIP --------------------------------------------------------------
-def judge_samples(scorer: ClipScorer, captions: list[str], pairs: list[tuple[str, str]], images: torch.Tensor,
-                  shapes: ShapesConfig) -> dict:
+def judge_samples(
+    scorer: ClipScorer,
+    captions: list[str],
+    pairs: list[tuple[str, str]],
+    images: torch.Tensor,
+    shapes: ShapesConfig,
+    real: torch.Tensor,
+) -> dict:
     """images (P, N, C, H, W) in [0, 1], N per prompt -> which attributes the judge finds right, per sample and
-    for each prompt's sample the CLIP ranks first against its caption; failures by held-out pair."""
+    for each prompt's sample the CLIP ranks first against its caption; per pair, beside how often the judge
+    reads the prompts' real images (P, C, H, W) right: where it cannot, a "wrong" sample may be the judge's error."""
     candidates = shapes.all_pairs
     n_shapes = len(shapes.shapes)
     p, n = images.shape[:2]
@@ -201,10 +253,15 @@ def judge_samples(scorer: ClipScorer, captions: list[str], pairs: list[tuple[str
     shape_ok = judged % n_shapes == (target % n_shapes)[:, None]
     order = rerank(scorer, captions, images)  # (P, N) best first
     first = order[:, :1]
+    real_ok = judge_pairs(scorer, real, candidates) == target  # (P,)
 
     def kinds(c, sh):
-        return {"both right": (c & sh).float().mean().item(), "colour right, shape wrong": (c & ~sh).float().mean().item(),
-                "shape right, colour wrong": (~c & sh).float().mean().item(), "both wrong": (~c & ~sh).float().mean().item()}
+        return {
+            "both right": (c & sh).float().mean().item(),
+            "colour right, shape wrong": (c & ~sh).float().mean().item(),
+            "shape right, colour wrong": (~c & sh).float().mean().item(),
+            "both wrong": (~c & ~sh).float().mean().item(),
+        }
 
     by_pair = {}
     for pair in sorted(set(pairs)):
@@ -212,14 +269,20 @@ def judge_samples(scorer: ClipScorer, captions: list[str], pairs: list[tuple[str
         wrong = judged[rows][~shape_ok[rows]] % n_shapes
         drawn = torch.bincount(wrong, minlength=n_shapes)
         by_pair[" ".join(pair)] = {
-            "prompts": int(rows.sum()), "both right": (colour_ok & shape_ok)[rows].float().mean().item(),
-            "colour right": colour_ok[rows].float().mean().item(), "shape right": shape_ok[rows].float().mean().item(),
+            "prompts": int(rows.sum()),
+            "judge on real images": real_ok[rows].float().mean().item(),
+            "both right": (colour_ok & shape_ok)[rows].float().mean().item(),
+            "colour right": colour_ok[rows].float().mean().item(),
+            "shape right": shape_ok[rows].float().mean().item(),
             "wrong shapes judged": {shapes.shapes[k]: int(drawn[k]) for k in drawn.nonzero().flatten().tolist()},
         }
     return {
         "all samples": kinds(colour_ok, shape_ok),
         "reranked first": kinds(colour_ok.gather(1, first), shape_ok.gather(1, first)),
-        "by_pair": by_pair, "judged": judged, "order": order,
+        "judge on the prompts' real images": real_ok.float().mean().item(),
+        "by_pair": by_pair,
+        "judged": judged,
+        "order": order,
     }
 
 
@@ -229,19 +292,25 @@ def dalle_part(scorer: ClipScorer, path: str, s: Setting) -> tuple[dict, dict]:
     model = load(path)
     measured = measure_prompts(recipe, model, load_tokenizer(path), scorer)  # samples with recipe.sample's settings
     shapes = recipe.objective.shapes
-    out, shown = {"source": str(path), "metrics": measured["metrics"], "report": measured["report"],
-                  "sampling": {k: getattr(recipe.sample, k) for k in ("temperature", "top_k", "top_p", "seed")}}, {}
+    out, shown = (
+        {
+            "source": str(path),
+            "metrics": measured["metrics"],
+            "report": measured["report"],
+            "sampling": {k: getattr(recipe.sample, k) for k in ("temperature", "top_k", "top_p", "seed")},
+        },
+        {},
+    )
     for name, split in SPLITS.items():
         captions, generated, _ = measured["samples"][name]
         _, pairs, real = prompts_of(shapes, split, s.n_prompts)
-        judged = judge_samples(scorer, captions, pairs, generated, shapes)
-        real_ok = judge_pairs(scorer, real, shapes.all_pairs) == torch.tensor(
-            [shapes.all_pairs.index(p) for p in pairs])
+        judged = judge_samples(scorer, captions, pairs, generated, shapes, real)
         # the library's figures and ours come from the same judge and the same samples: they must agree
         assert abs(judged["all samples"]["both right"] - measured["metrics"][f"test/{name}_match"]) < 1e-6
         shown[name] = (captions, generated, judged["order"], judged["judged"], pairs)
-        out[name] = {k: judged[k] for k in ("all samples", "reranked first", "by_pair")} | {
-            "judge on the prompts' real images": real_ok.float().mean().item()}
+        out[name] = {
+            k: judged[k] for k in ("all samples", "reranked first", "judge on the prompts' real images", "by_pair")
+        }
     return out, shown
 
 
@@ -249,21 +318,28 @@ def shuffled_captions_part(scorer: ClipScorer, shapes: ShapesConfig, s: Setting)
     """--quick's stand-in for a DALL-E: per prompt, its own real image (column 0) and real images of other prompts
     (columns 1.., what a model that ignored the caption would draw), judged and reranked as samples are."""
     single = shapes.replace(min_objects=1, max_objects=1)
-    out, shown = {"source": "no DALL-E in --quick: each prompt's real image vs real images of other prompts "
-                            "(shuffled captions), through the same judging and reranking code"}, {}
+    out, shown = (
+        {
+            "source": "no DALL-E in --quick: each prompt's real image vs real images of other prompts "
+            "(shuffled captions), through the same judging and reranking code"
+        },
+        {},
+    )
     for name, split in SPLITS.items():
         captions, pairs, real = prompts_of(single, split, s.n_prompts)
         columns = [torch.roll(real, -k * 7, 0) for k in range(s.samples_per_prompt)]  # k=0: the prompt's own
         images = torch.stack(columns, 1)  # (P, N, C, H, W)
-        judged = judge_samples(scorer, captions, pairs, images, single)
+        judged = judge_samples(scorer, captions, pairs, images, single, real)
         target = torch.tensor([single.all_pairs.index(p) for p in pairs])
         match = judged["judged"] == target[:, None]
         first = judged["order"][:, 0]
-        out[name] = {"own image matches": match[:, 0].float().mean().item(),
-                     "shuffled-caption images match": match[:, 1:].float().mean().item(),
-                     "reranking picks the own image": (first == 0).float().mean().item(),
-                     "chance of picking it": 1 / s.samples_per_prompt,
-                     **{k: judged[k] for k in ("all samples", "reranked first", "by_pair")}}
+        out[name] = {
+            "own image matches": match[:, 0].float().mean().item(),
+            "shuffled-caption images match": match[:, 1:].float().mean().item(),
+            "reranking picks the own image": (first == 0).float().mean().item(),
+            "chance of picking it": 1 / s.samples_per_prompt,
+            **{k: judged[k] for k in ("all samples", "reranked first", "by_pair")},
+        }
         shown[name] = (captions, images, judged["order"], judged["judged"], pairs)
     return out, shown
 
@@ -294,9 +370,9 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
         ax.hlines(probe[sp][a]["chance"], g - 0.4, g + 0.4, color="k", ls=":", lw=1)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([f"{a}\n{'seen' if sp == 'seen' else 'held-out'} pairs" for a, sp in groups], fontsize=8)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.25)
     ax.set_title("single objects: zero-shot vs linear probes (dotted: chance)", fontsize=9)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper right", ncol=3, handlelength=1, columnspacing=0.8)
 
     ax = fig.add_subplot(grid[0, 1])  # which shapes fail, held-out pairs
     held = probe["heldout"]["shape"]
@@ -306,13 +382,19 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
         values = [np.nan if v is None else v for v in held[method]["per_class"]]
         ax.bar(np.arange(len(names)) + (m - 1) * width, values, width, color=COLOURS[method], label=method)
     seen_zs = probe["seen"]["shape"]["zero-shot"]["per_class"]
-    ax.plot(range(len(names)), [np.nan if v is None else v for v in seen_zs], "k_", ms=12, mew=2,
-            label="zero-shot, seen pairs")
+    ax.plot(
+        range(len(names)),
+        [np.nan if v is None else v for v in seen_zs],
+        "k_",
+        ms=12,
+        mew=2,
+        label="zero-shot, seen pairs",
+    )
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels([pair_of.get(n, n).replace(" ", "\n") for n in names], fontsize=7)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.25)
     ax.set_title("shape accuracy per held-out pair", fontsize=9)
-    ax.legend(fontsize=6.5, loc="lower left")
+    ax.legend(fontsize=6.5, loc="upper center", ncol=2, handlelength=1)
 
     ax = fig.add_subplot(grid[0, 2])
     counts = np.array(held["zero-shot"]["confusion"], dtype=float)
@@ -321,8 +403,15 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
     for i in range(len(names)):
         for j in range(len(names)):
             if rows[i, j] >= 0.05:
-                ax.text(j, i, f"{rows[i, j]:.2f}", ha="center", va="center", fontsize=6.5,
-                        color="w" if rows[i, j] > 0.5 else "k")
+                ax.text(
+                    j,
+                    i,
+                    f"{rows[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="w" if rows[i, j] > 0.5 else "k",
+                )
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=45, fontsize=7)
     ax.set_yticks(range(len(names)))
@@ -342,9 +431,9 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
             ax.text(x, v + 0.01, f"{v:.2f}", ha="center", fontsize=7)
     ax.set_xticks(range(2))
     ax.set_xticklabels(["seen pairs", "held-out pairs"], fontsize=8)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.3)
     ax.set_title("colour and shape both right (chance 1/64)", fontsize=9)
-    ax.legend(fontsize=6.5, loc="lower left")
+    ax.legend(fontsize=6.5, loc="upper center", ncol=2, handlelength=1)
 
     ax = fig.add_subplot(grid[1, 1])
     gen = result["generation"]
@@ -358,15 +447,31 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
                 ax.text(b, bottom + v / 2, f"{v:.2f}", ha="center", va="center", fontsize=7)
             bottom += v
     real_key = "judge on the prompts' real images"
-    if real_key in gen["seen"]:
-        ax.plot([0.5, 2.5], [gen["seen"][real_key], gen["heldout"][real_key]], "kD", ms=5,
-                label="judge on the prompts' real images")
+    if "own image matches" not in gen["seen"]:
+        for g, sp in enumerate(("seen", "heldout")):
+            ax.hlines(
+                gen[sp][real_key],
+                2 * g - 0.35,
+                2 * g + 1.35,
+                color="k",
+                ls="--",
+                lw=1.2,
+                label="judge on the prompts' real images" if g == 0 else None,
+            )
     ax.set_xticks(range(len(bars)))
-    ax.set_xticklabels([f"{'seen' if sp == 'seen' else 'held-out'}\n{'all' if k == 'all samples' else 'CLIP first'}"
-                        for sp, k in bars], fontsize=8)
-    ax.set_ylim(0, 1.0 if real_key not in gen["seen"] else 1.0)
-    title = ("DALL-E samples judged by the CLIP" if real_key in gen["seen"]
-             else "quick stand-in: real images, own vs shuffled captions")
+    ax.set_xticklabels(
+        [
+            f"{'seen' if sp == 'seen' else 'held-out'}\n{'all' if k == 'all samples' else 'CLIP first'}"
+            for sp, k in bars
+        ],
+        fontsize=8,
+    )
+    ax.set_ylim(0, 1.0)
+    title = (
+        "quick stand-in: real images, own vs shuffled captions"
+        if "own image matches" in gen["seen"]
+        else "DALL-E samples judged by the CLIP"
+    )
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3)
 
@@ -385,7 +490,7 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
         for c in range(n):
             j = order[i, c].item()
             y, x = r * (size + 4), c * (size + 2)
-            canvas[y:y + size, x:x + size] = images[i, j].permute(1, 2, 0).numpy()
+            canvas[y : y + size, x : x + size] = images[i, j].permute(1, 2, 0).numpy()
     ax.imshow(canvas, interpolation="nearest")
     names_all = shapes.all_pairs
     for r, i in enumerate(picks):
@@ -393,8 +498,15 @@ def plot(result: dict, shapes: ShapesConfig, shown: dict):
         for c in range(n):
             c_, s_ = names_all[judged[i, order[i, c]].item()]
             ok = (c_, s_) == pairs[i]
-            ax.text(c * (size + 2) + size / 2, r * (size + 4) + size + 1.5, s_, ha="center", va="center",
-                    fontsize=5, color="#080" if ok else "#c00")
+            ax.text(
+                c * (size + 2) + size / 2,
+                r * (size + 4) + size + 1.5,
+                s_,
+                ha="center",
+                va="center",
+                fontsize=5,
+                color="#080" if ok else "#c00",
+            )
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title("held-out prompts, samples in CLIP's order (judged shape below)", fontsize=9)
@@ -412,8 +524,10 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(s.seed)
     if known.clip is None:
         if not args.quick:
-            raise SystemExit("the full study reads a trained CLIP: --clip RUN_DIR (recipes/clip-shapes.yaml); "
-                             "--quick trains a tiny one")
+            raise SystemExit(
+                "the full study reads a trained CLIP: --clip RUN_DIR (recipes/clip-shapes.yaml); "
+                "--quick trains a tiny one"
+            )
         folder = args.out / f"{NAME}-clip"
         clip_info = train_tiny_clip(s, folder)
         clip_path = str(folder)
@@ -425,8 +539,13 @@ def main(argv: list[str] | None = None) -> dict:
     part1 = probes_vs_zero_shot(scorer, shapes, s)
     for name in SPLITS:
         r = part1["splits"][name]
-        print(f"{name:8s} " + "  ".join(f"{a} " + " / ".join(f"{r[a][m]['accuracy']:.3f}" for m in METHODS)
-                                         for a in ("colour", "shape")) + "  (zero-shot / probe emb / probe pooled)")
+        print(
+            f"{name:8s} "
+            + "  ".join(
+                f"{a} " + " / ".join(f"{r[a][m]['accuracy']:.3f}" for m in METHODS) for a in ("colour", "shape")
+            )
+            + "  (zero-shot / probe emb / probe pooled)"
+        )
     if known.dalle is not None:
         dalle_shapes = recipe_of(known.dalle).objective.shapes
         if dalle_shapes.replace(max_objects=1) != shapes.replace(max_objects=1):
@@ -437,14 +556,18 @@ def main(argv: list[str] | None = None) -> dict:
         generation, shown = shuffled_captions_part(scorer, shapes, s)
         for name in SPLITS:
             g = generation[name]
-            print(f"{name:8s} own image {g['own image matches']:.3f}, shuffled {g['shuffled-caption images match']:.3f}"
-                  f", rerank picks own {g['reranking picks the own image']:.3f}")
+            print(
+                f"{name:8s} own image {g['own image matches']:.3f}, shuffled {g['shuffled-caption images match']:.3f}"
+                f", rerank picks own {g['reranking picks the own image']:.3f}"
+            )
     result = {
         "claim": "a linear probe on CLIP's image features beats zero-shot in distribution; on held-out colour x "
-                 "shape pairs both degrade, and a CLIP judges and reranks DALL-E samples about as well as it "
-                 "reads real images",
-        "setting": dataclasses.asdict(s), "clip": clip_info,
-        "zero_shot_vs_probe": part1, "generation": generation,
+        "shape pairs both degrade, and a CLIP judges and reranks DALL-E samples about as well as it "
+        "reads real images",
+        "setting": dataclasses.asdict(s),
+        "clip": clip_info,
+        "zero_shot_vs_probe": part1,
+        "generation": generation,
         "cpu_seconds": time.process_time() - start,
     }
     return save(args.out, NAME, result, plot(result, shapes, shown), tight=False)
