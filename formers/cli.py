@@ -276,15 +276,12 @@ def generate_images(model, tokenizer, args) -> None:
 
 def cmd_eval(args) -> None:
     from formers import load, load_tokenizer
-    from formers.storage import read_json, resolve_checkpoint
-    from formers.tasks import Recipe, Run, get_task
+    from formers.storage import resolve_checkpoint
+    from formers.tasks import Run, checkpoint_recipe, get_task
     from formers.training import Trainer
 
     folder = resolve_checkpoint(args.checkpoint)
-    extra = folder / "extra.json"
-    if not extra.is_file():
-        raise ConfigError(f"{folder} has no extra.json with its recipe; eval needs a checkpoint written by `train`")
-    recipe = Recipe.from_dict(read_json(extra)["recipe"])
+    recipe = checkpoint_recipe(folder)
     model = load(folder)
     tokenizer = load_tokenizer(folder) if (folder / "tokenizer.json").is_file() else None  # image tasks have none
     task = get_task(recipe.task)

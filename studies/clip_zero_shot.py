@@ -43,9 +43,8 @@ import torch
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.evaluate import class_embeddings, zero_shot_accuracy
 from formers.io import load, load_tokenizer
-from formers.storage import resolve_checkpoint, save_model
-from formers.tasks import load_recipe
-from formers.tasks.base import Recipe
+from formers.storage import save_model
+from formers.tasks import checkpoint_recipe, load_recipe
 from formers.tasks.clip import CLIP_TASK
 from formers.tasks.clip_data import ZeroShotProbe, attribute_probes
 from formers.tasks.text_to_image_judge import SPLITS, judge_pairs, load_judge, measure_prompts, prompts_of
@@ -114,10 +113,6 @@ def train_tiny_clip(s: Setting, folder: Path) -> dict:
     save_model(run.model, folder, run.tokenizer)
     (folder / "extra.json").write_text(json.dumps({"recipe": recipe.to_dict()}))
     return {"source": f"trained here: {s.clip_steps} steps", "final_train_loss": result["history"][-1]["train/loss"]}
-
-
-def recipe_of(path: str | Path) -> Recipe:
-    return Recipe.from_dict(json.loads((resolve_checkpoint(path) / "extra.json").read_text())["recipe"])
 
 
 # ---- part 1: zero-shot vs linear probes ----------------------------------------------------------------------
@@ -287,7 +282,7 @@ def judge_samples(
 
 
 def dalle_part(scorer: ClipScorer, path: str, s: Setting) -> tuple[dict, dict]:
-    recipe = recipe_of(path)
+    recipe = checkpoint_recipe(path)
     recipe.objective = recipe.objective.replace(n_prompts=s.n_prompts, samples_per_prompt=s.samples_per_prompt)
     model = load(path)
     measured = measure_prompts(recipe, model, load_tokenizer(path), scorer)  # samples with recipe.sample's settings
@@ -513,7 +508,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         clip_path, clip_info = known.clip, {"source": str(known.clip)}
     scorer = load_judge(clip_path)
-    shapes = recipe_of(clip_path).objective.shapes.shapes
+    shapes = checkpoint_recipe(clip_path).objective.shapes.shapes
     clip_info["cpu_seconds"] = time.process_time() - start
     part1 = probes_vs_zero_shot(scorer, shapes, s)
     for name in SPLITS:
@@ -526,7 +521,7 @@ def main(argv: list[str] | None = None) -> dict:
             + "  (zero-shot / probe emb / probe pooled)"
         )
     if known.dalle is not None:
-        dalle_shapes = recipe_of(known.dalle).objective.shapes
+        dalle_shapes = checkpoint_recipe(known.dalle).objective.shapes
         if dalle_shapes.replace(max_objects=1) != shapes.replace(max_objects=1):
             raise SystemExit(f"{known.dalle} was trained on other Shapes than {clip_path}: its judge cannot name them")
         generation, shown = dalle_part(scorer, known.dalle, s)

@@ -16,10 +16,9 @@ from torch.nn import functional as F
 from formers.config import Config
 from formers.data.images import channel_stats, normalize_pixels
 from formers.data.shapes import Shapes, ShapesConfig
-from formers.errors import ConfigError, ImageInputError
+from formers.errors import CheckpointError, ConfigError, ImageInputError
 from formers.interpret.views import trunk_config
-from formers.storage import read_json, resolve_checkpoint
-from formers.tasks.base import Recipe
+from formers.tasks.base import checkpoint_recipe
 
 
 def image_config(model_config: Config) -> Config | None:
@@ -33,10 +32,10 @@ def image_config(model_config: Config) -> Config | None:
 
 def recipe_shapes(checkpoint: str | Path) -> ShapesConfig | None:
     """The Shapes data config of the checkpoint's recipe (extra.json), if it trained on Shapes."""
-    extra = resolve_checkpoint(checkpoint) / "extra.json"
-    if not extra.is_file():
+    try:
+        recipe = checkpoint_recipe(checkpoint)
+    except CheckpointError:  # a checkpoint saved by hand (formers.save) has no recipe: nothing to say about Shapes
         return None
-    recipe = Recipe.from_dict(read_json(extra)["recipe"])
     shapes = getattr(recipe.objective, "shapes", None)
     return shapes if isinstance(shapes, ShapesConfig) else None
 

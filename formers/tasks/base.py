@@ -11,8 +11,9 @@ import yaml
 
 from formers.config import Config, apply_overrides, check, read_yaml
 from formers.data import TokenizerConfig
-from formers.errors import ConfigError
+from formers.errors import CheckpointError, ConfigError
 from formers.registry import model_config_from_dict
+from formers.storage import read_json, resolve_checkpoint
 from formers.tasks.registry import get_task
 from formers.training import TrainerConfig
 
@@ -116,3 +117,13 @@ def load_recipe(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     except yaml.YAMLError as e:
         raise ConfigError(f"recipe {path} is not valid YAML: {e}") from None
     return Recipe.from_dict(apply_overrides(data, overrides or {}), where=str(path.name))
+
+
+def checkpoint_recipe(checkpoint: str | Path) -> Recipe:
+    """The recipe a checkpoint was trained with: `formers train` saves it as extra.json beside the weights."""
+    folder = resolve_checkpoint(checkpoint)
+    extra = folder / "extra.json"
+    if not extra.is_file():
+        raise CheckpointError(f"{folder} has no extra.json with its recipe: it was not written by `formers train` "
+                              "(or by a study that saves like it)")
+    return Recipe.from_dict(read_json(extra)["recipe"], where=str(extra))

@@ -33,7 +33,7 @@ from formers.nn.quantize import perplexity
 from formers.objectives.image_losses import ImageLossConfig
 from formers.objectives.reconstruction import ImageReconstruction
 from formers.registry import build_model
-from formers.tasks.base import Recipe, Run, Task
+from formers.tasks.base import Recipe, Run, Task, checkpoint_recipe
 from formers.training import distributed
 
 SPLIT_SEED = 0  # the validation images are the same whatever the training seed
@@ -166,7 +166,6 @@ IMAGE_TOKENIZER = Task(
 def main(argv: list[str] | None = None) -> None:
     """Write a PNG of test images, their VQ-VAE reconstructions and the same-bit baseline codec's."""
     import argparse
-    import json
 
     from formers.storage import resolve_checkpoint
     from formers.text_to_image import save_image_grid
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=10, help="test images shown")
     args = parser.parse_args(argv)
     folder = resolve_checkpoint(args.checkpoint)
-    recipe = Recipe.from_dict(json.loads((folder / "extra.json").read_text())["recipe"])
+    recipe = checkpoint_recipe(folder)
     model = load(folder)
     data = image_split(recipe.objective, "test").subset(slice(0, args.n))
     _, recon = reconstruct(model, data)

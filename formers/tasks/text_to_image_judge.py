@@ -9,7 +9,6 @@ held-out pairs, before and after reranking, and beside the judge's accuracy on t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import torch
@@ -17,11 +16,11 @@ from torch import nn
 
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.data.shapes_text import IMAGE_OF, _article
-from formers.errors import CheckpointError, ConfigError
+from formers.errors import ConfigError
 from formers.evaluate import class_embeddings
 from formers.io import load, load_tokenizer
 from formers.storage import resolve_checkpoint
-from formers.tasks.base import Recipe
+from formers.tasks.base import checkpoint_recipe
 from formers.text_to_image import ClipScorer, rerank, sample_images
 
 PAIR_TEMPLATES = tuple(f"{words} {{}}" for words in IMAGE_OF)  # "an image of {}" + "a red circle", "an orange ring"
@@ -32,10 +31,7 @@ def load_judge(path: str) -> ClipScorer:
     """A CLIP checkpoint written by `formers train recipes/clip-shapes.yaml`, with the pixel statistics and
     text wrapping of the data it was trained on (read from the recipe saved beside its weights)."""
     folder = resolve_checkpoint(path)
-    extra = folder / "extra.json"
-    if not extra.is_file():
-        raise CheckpointError(f"{folder} has no extra.json: the judge needs a CLIP checkpoint written by formers train")
-    recipe = Recipe.from_dict(json.loads(extra.read_text())["recipe"])
+    recipe = checkpoint_recipe(folder)
     if recipe.task != "clip" or getattr(recipe.objective, "data", None) != "shapes":
         raise ConfigError(f"{path} is not a CLIP trained on Shapes (task {recipe.task!r}); train one with "
                           "recipes/clip-shapes.yaml")
@@ -113,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--rows", type=int, default=6, help="prompts per split in the grid")
     args = parser.parse_args(argv)
     folder = resolve_checkpoint(args.checkpoint)
-    recipe = Recipe.from_dict(json.loads((folder / "extra.json").read_text())["recipe"])
+    recipe = checkpoint_recipe(folder)
     result = measure_prompts(recipe, load(folder), load_tokenizer(folder), load_judge(args.judge))
     print(result["report"])
     for key, value in sorted(result["metrics"].items()):

@@ -9,7 +9,7 @@ from torch import nn
 
 from formers.data.shapes import Shapes, ShapesConfig
 from formers.data.shapes_text import shapes_tokenizer
-from formers.errors import ConfigError
+from formers.errors import CheckpointError, ConfigError
 from formers.models import CLIP, CLIPConfig, GPTConfig, ViTConfig
 from formers.models.dalle import DALLE, DALLEConfig
 from formers.models.vqvae import VQVAEConfig
@@ -34,6 +34,8 @@ def tiny_clip() -> CLIP:
 def test_load_judge_reads_the_statistics_and_wrapping_of_its_recipe(tmp_path):
     recipe = load_recipe(ROOT / "recipes/clip-shapes.yaml", {"objective.shapes.shapes.image_size": 24})
     save_model(tiny_clip(), tmp_path, shapes_tokenizer())
+    with pytest.raises(CheckpointError, match="no extra.json with its recipe"):  # saved by hand: no recipe beside it
+        load_judge(str(tmp_path))
     (tmp_path / "extra.json").write_text(json.dumps({"recipe": recipe.to_dict()}))
     scorer = load_judge(str(tmp_path))
     assert (scorer.mean, scorer.std) == Shapes(ShapesConfig(image_size=24)).stats
