@@ -89,7 +89,7 @@ def config_to_hf(c: CLIPConfig) -> dict[str, Any]:
     require(v, "clip vision_model", position="learned", pooling="cls", pooler="none", n_classes=0,
             mask_token=False, patch_bias=False, embedding_norm=True, final_norm="pooled", norm="layernorm",
             norm_placement="pre", residual=True, bias=True, d_head=None, attention_scale=None,
-            activation=tuple(ACTIVATIONS_OUT), patch_overlap=0)
+            activation=tuple(ACTIVATIONS_OUT), patch_overlap=0, stem="patchify")
     require(t, "clip text_model", position="learned", causal=True, scale_embedding=False,
             norm="layernorm", norm_placement="pre", residual=True, bias=True, d_head=None, attention_scale=None,
             activation=tuple(ACTIVATIONS_OUT))

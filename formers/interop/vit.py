@@ -63,7 +63,7 @@ def config_from_hf(hf: dict[str, Any], state: dict[str, torch.Tensor]) -> ViTCon
 def config_to_hf(c: ViTConfig) -> dict[str, Any]:
     require(c, "vit", position="learned", pooling="cls", norm="layernorm", norm_placement="pre", residual=True,
             bias=True, d_head=None, activation=tuple(ACTIVATIONS_OUT), attention_scale=None, patch_bias=True,
-            embedding_norm=False, final_norm="tokens", patch_overlap=0)
+            embedding_norm=False, final_norm="tokens", patch_overlap=0, stem="patchify")
     if c.n_classes:  # ViTForImageClassification reads the [CLS] state directly and has no mask token
         require(c, "ViTForImageClassification", pooler="none", mask_token=False)
     labels = {"id2label": {str(i): f"LABEL_{i}" for i in range(c.n_classes)},

@@ -30,6 +30,7 @@ from formers.models.output import VisionOutput
 from formers.nn import BlockConfig, make_norm, make_stack
 from formers.nn.patches import (
     ClassToken,
+    ConvStem,
     LearnedPatchPositions,
     MaskToken,
     NoClassToken,
@@ -48,6 +49,7 @@ class ViTConfig(BlockConfig):
     image_size: int = 32  # side of the square images trained on; other sizes need interpolate_pos_encoding=True
     patch_size: int = 4  # side of a patch: (image_size / patch_size)^2 tokens (ViT-B/16 uses 16 on 224)
     patch_overlap: int = 0  # m > 0: each patch reads m more pixels on every side (PVT v2; see PatchEmbedding)
+    stem: Literal["patchify", "conv"] = "patchify"  # "conv": Xiao et al. 2021's stem of 3x3 convs (see ConvStem)
     n_channels: int = 3
     n_layers: int = 4
     position: PatchPosition = "learned"  # "sincos2d": fixed, any grid (Beyer et al. 2022 find it as good)
@@ -73,6 +75,13 @@ class ViTConfig(BlockConfig):
               f"an int in [0, patch_size={self.patch_size})")
         check(self.image_size % self.patch_size == 0, "ViTConfig.patch_size", self.patch_size,
               f"a divisor of image_size={self.image_size}")
+        if self.stem == "conv":
+            check(self.patch_size >= 2 and self.patch_size & (self.patch_size - 1) == 0, "ViTConfig.patch_size",
+                  self.patch_size, "a power of two >= 2 with stem='conv' (each stride-2 conv halves the image)")
+            check(self.patch_overlap == 0 and self.patch_bias, "ViTConfig.stem", self.stem,
+                  "'patchify' when patch_overlap or patch_bias are set (they shape the patchify conv)")
+            check(self.d_model % (self.patch_size // 2) == 0, "ViTConfig.d_model", self.d_model,
+                  f"a multiple of {self.patch_size // 2} with stem='conv' (the stem's widths halve from d_model)")
         check(self.n_classes >= 0, "ViTConfig.n_classes", self.n_classes, "0 (no head) or a positive int")
         check(self.pooler == "none" or self.pooling == "cls", "ViTConfig.pooler", self.pooler,
               "'none' with pooling='mean' (the tanh pooler reads the [CLS] token)")
@@ -128,8 +137,11 @@ class ViT(nn.Module):
         super().__init__()
         self.config = config
         d = config.d_model
-        self.patches = PatchEmbedding(config.n_channels, d, config.patch_size, bias=config.patch_bias,
-                                      overlap=config.patch_overlap)
+        if config.stem == "conv":
+            self.patches = ConvStem(config.n_channels, d, config.patch_size)
+        else:
+            self.patches = PatchEmbedding(config.n_channels, d, config.patch_size, bias=config.patch_bias,
+                                          overlap=config.patch_overlap)
         self.masking = MaskToken(d) if config.mask_token else NoMaskToken()
         self.cls = ClassToken(d, config.init_std) if config.pooling == "cls" else NoClassToken()
         if config.position == "learned":

@@ -7,6 +7,8 @@ blocks that read text read the image (a new modality is a new input embedding, n
   check_pixels        refuse pixel tensors a model cannot read (rank, channels, dtype, size)
   PatchEmbedding      Conv2d with kernel = stride = p: one linear map per patch (Hugging Face's layout);
                       or overlapping patches, kernel p + 2m at stride p (the same grid)
+  ConvStem            log2(p) stride-2 3x3 convs + BatchNorm + ReLU, then a 1x1 conv to D: the same grid
+                      (Xiao et al. 2021, "Early convolutions help transformers see better")
   ClassToken          a learned [CLS] vector put in front of the patches
   MaskToken           a learned vector that replaces masked patches (BEiT, SimMIM; HF `bool_masked_pos`)
   LearnedPatchPositions, SinCos2dPositions   (1, prefix + h*w, D) for any grid of h x w patches
@@ -67,6 +69,35 @@ class PatchEmbedding(nn.Module):
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         # the weight's dtype: bf16-pure models read fp32 batches (autocast still picks its own dtype)
         x = self.projection(pixel_values.to(self.projection.weight.dtype))  # (B, D, H/p, W/p)
+        return x.flatten(2).transpose(1, 2)  # (B, N, D)
+
+
+class ConvStem(nn.Module):
+    """(B, C, H, W) -> (B, (H/p)(W/p), D) through a small convolutional stem instead of one patchify conv.
+
+    Xiao et al. 2021 ("Early convolutions help transformers see better", the ViT_C stem): log2(p) 3x3 convs
+    of stride 2, each followed by BatchNorm and ReLU, channels doubling up to D/2, then a 1x1 conv to D.
+    The patchify conv is one large-stride linear map, which the paper finds makes ViTs sensitive to the
+    optimiser and slow to converge; the stem gives the same grid of tokens at a few percent of the model's
+    compute, and trains faster and more stably. p must be a power of two (one halving per conv)."""
+
+    def __init__(self, n_channels: int, d_model: int, patch_size: int) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        n_convs = patch_size.bit_length() - 1  # patch_size = 2 ** n_convs
+        widths = [d_model >> (n_convs - i) for i in range(n_convs)]  # ..., D/4, D/2 (ViT_C's 48..384 for 768)
+        layers: list[nn.Module] = []
+        c_in = n_channels
+        for width in widths:
+            # bias-free: the BatchNorm that follows subtracts any constant (He et al. 2016's ResNet convention)
+            layers += [nn.Conv2d(c_in, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+                       nn.ReLU(inplace=True)]
+            c_in = width
+        layers.append(nn.Conv2d(c_in, d_model, kernel_size=1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        x = self.layers(pixel_values.to(self.layers[0].weight.dtype))  # (B, D, H/p, W/p)
         return x.flatten(2).transpose(1, 2)  # (B, N, D)
 
 

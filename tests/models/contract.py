@@ -85,6 +85,8 @@ IMAGE_CASES = [
                                                               norm_placement="post", kernel="explicit"), size=16),
     ImageCase("vit-clip-layout", ViTConfig(**VIT, patch_bias=False, embedding_norm=True, final_norm="pooled",
                                            activation="quick_gelu"), size=16),
+    ImageCase("vit-conv-stem-head", ViTConfig(**VIT, stem="conv", pooling="mean", position="sincos2d", n_classes=5),
+              size=16),
     ImageCase("cnn-groupnorm-head", CNNConfig(**CNN, depths=[1, 1], n_classes=5), size=12),
     ImageCase("cnn-batchnorm", CNNConfig(**CNN, depths=[2, 1], norm="batchnorm"), size=12),
 ]

@@ -71,6 +71,22 @@ def test_overlapping_patches_keep_the_grid_and_read_their_neighbours_pixels():
         assert set(moved.nonzero().flatten().tolist()) == reached
 
 
+def test_a_conv_stem_halves_the_image_per_conv_and_gives_the_same_grid():
+    plain, stem = vit(pooling="mean", position="sincos2d"), vit(pooling="mean", position="sincos2d", stem="conv")
+    convs = [m for m in stem.patches.modules() if isinstance(m, torch.nn.Conv2d)]
+    # patch 4 = two stride-2 3x3 convs (widths D/4, D/2 as in Xiao et al.'s 48..384 for D=768), then a 1x1 to D
+    assert [(c.out_channels, c.kernel_size, c.stride) for c in convs] == [
+        (8, (3, 3), (2, 2)), (16, (3, 3), (2, 2)), (32, (1, 1), (1, 1))]
+    x = torch.randn(2, 3, 16, 16)
+    assert stem(x).last_hidden_state.shape == plain(x).last_hidden_state.shape == (2, 16, 32)
+    # its receptive field spans patches: a pixel of patch (0, 0) moves patch (0, 1)'s token too (eval BatchNorm)
+    poked = x.clone()
+    poked[0, :, 0, 3] += 1.0
+    moved = (stem.patches(poked) - stem.patches(x)).abs().sum(-1)[0]  # (16,) per patch
+    assert {0, 1} <= set(moved.nonzero().flatten().tolist())
+    assert not moved[[5, 10, 15]].any()  # ... and not patches two cells away
+
+
 def test_masked_patches_change_the_output_and_unmasked_images_do_not():
     model, x = vit(mask_token=True), torch.randn(2, 3, 16, 16)
     with torch.no_grad():
@@ -116,6 +132,9 @@ def test_attention_maps_come_through_the_capture_path():
     (dict(position="sincos2d", d_model=30, n_heads=3), "ViTConfig.d_model=30.*multiple of 4"),
     (dict(n_classes=-1), "ViTConfig.n_classes=-1"),
     (dict(patch_overlap=4), r"ViTConfig.patch_overlap=4.*\[0, patch_size=4\)"),
+    (dict(stem="conv", image_size=12, patch_size=6), r"ViTConfig.patch_size=6.*power of two"),
+    (dict(stem="conv", patch_overlap=1), r"ViTConfig.stem='conv'.*'patchify' when patch_overlap"),
+    (dict(stem="conv", patch_size=8, d_model=30, n_heads=3), r"ViTConfig.d_model=30.*multiple of 4 with stem"),
     (dict(final_norm="pooled", pooler="tanh"), "ViTConfig.final_norm='pooled'.*pooler='none'"),
     (dict(position="rotary"), "ViTConfig.position='rotary' is not allowed; expected one of 'learned', 'sincos2d'"),
 ])
