@@ -181,18 +181,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         train_images, test_images = 4096, 256
         plan = [("late fusion", r, 0, 300) for r in ("natural", "biased", "biased + image head")]
     else:
-        train_images, test_images = 32768, 2048
-        plan = [("late fusion", r, s, 1000) for s in (0, 1) for r in REMEDIES]
-        plan += [("VisualBERT", r, 0, 2000) for r in ("natural", "biased")]  # for its attention mass
+        train_images, test_images = 16384, 1024
+        plan = [("late fusion", r, 0, 800) for r in REMEDIES]
+        plan += [("VisualBERT", r, 0, 1200) for r in ("natural", "biased")]  # for its attention mass
     data = make_data(train_images, test_images)
-    runs = {f"{family} | {remedy} | seed {seed}": train_arm(family, remedy, data, steps=steps, seed=seed)
-            for family, remedy, seed, steps in plan}
     result = {"claim": CLAIM, "dominant": DOMINANT, "share": SHARE, "question_drop": P_DROP,
               "aux_weight": AUX_WEIGHT, "train_pool_rows": len(data["biased"].rows["answers"]),
               "train_rows": len(data["biased"].index), "test_rows": len(data["biased_test"]),
-              "test_rows_against_prior": int(data["against"].sum()), "plan": plan, "summary": summarise(runs),
-              "runs": runs}
-    return save(args.out, NAME, result, figure(runs, result["summary"]))
+              "test_rows_against_prior": int(data["against"].sum()), "plan": plan}
+    runs: dict[str, dict] = {}
+    for family, remedy, seed, steps in plan:  # the numbers so far are written after every arm
+        runs[f"{family} | {remedy} | seed {seed}"] = train_arm(family, remedy, data, steps=steps, seed=seed)
+        result |= {"complete": len(runs) == len(plan), "summary": summarise(runs), "runs": runs}
+        if result["complete"] or not args.quick:
+            save(args.out, NAME, result, figure(runs, result["summary"]))
+    return result
 
 
 ACCURACY = ("biased test", "colour, with prior", "colour, against prior", "shape (no prior)")
