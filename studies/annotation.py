@@ -71,14 +71,14 @@ ARMS = {
     "1 caption, 20% noisy": Annotation(noise=0.2),
     "1 caption, 50% noisy": Annotation(noise=0.5),
 }
-def small_clip(width: int, cnn_widths: list[int]) -> dict:
+def small_clip(width: int, cnn_widths: list[int], lr: float = 2e-3) -> dict:
     """recipes/clip-shapes.yaml's overrides for a small CLIP on 24x24 images."""
     return {
         "objective.shapes.shapes.image_size": 24,
         "objective.shapes.hard_negatives": [],  # their texts alter the true objects: undefined for a noisy caption
         "model.image": {"family": "cnn", "n_channels": 3, "widths": cnn_widths, "depths": [1, 1, 1], "groups": 4},
         "model.text.d_model": width, "model.text.n_layers": 2, "model.text.d_ff": 2 * width, "model.embed_dim": width,
-        "trainer.optimizer.lr": 2.0e-3, "trainer.schedule.warmup_steps": 30,
+        "trainer.optimizer.lr": lr, "trainer.schedule.warmup_steps": 30,
     }
 
 
@@ -103,9 +103,9 @@ class Setting:
     overrides: dict = dataclasses.field(default_factory=lambda: small_clip(64, [16, 32, 64]))
 
 
-QUICK = Setting(n_images=100, steps=100, seeds=(0,), eval_pairs=200, probe_images=50,
+QUICK = Setting(n_images=100, steps=150, seeds=(0,), eval_pairs=200, probe_images=50,
                 arms=("1 caption / image", "5 captions / image", "1 caption, 50% noisy"), itm_steps=1000,
-                itm_train_images=300, overrides=small_clip(32, [8, 16, 32]))
+                itm_train_images=300, overrides=small_clip(32, [8, 16, 32], lr=3e-3))
 
 
 class AnnotatedShapes(Shapes):
