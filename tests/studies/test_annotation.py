@@ -43,8 +43,8 @@ def test_more_captions_per_image_help_noise_hurts_and_imbalance_moves_the_thresh
     s = result["summary"]
     one, five, noisy = s["1 caption / image"], s["5 captions / image"], s["1 caption, 50% noisy"]
     # The quick run (100 images, 150 steps of 64; R@1 over 200 pairs both ways, so one hit is 0.0025) measured
-    # held-out / test R@1: one caption 0.037 / 0.010, five 0.113 / 0.063, half noisy 0.013 / 0.003 (chance 0.005):
-    # margins of about half the measured gaps
+    # held-out / test R@1: one caption 0.037 / 0.010, five 0.113 / 0.063, half noisy 0.013 / 0.003 (chance
+    # 0.007 / 0.005): margins of about half the measured gaps
     assert five["heldout_R@1"] > one["heldout_R@1"] + 0.04
     assert five["test_R@1"] > one["test_R@1"] + 0.025
     assert noisy["heldout_R@1"] + noisy["test_R@1"] < one["heldout_R@1"] + one["test_R@1"] - 0.015
