@@ -8,6 +8,7 @@ import pytest
 from studies import data_sparsity
 
 
+@pytest.mark.slow  # ~1 CPU-min of training: the default suite keeps to 10 min on 2 cores; CI runs it (FORMERS_SLOW=1)
 @pytest.mark.filterwarnings("ignore:.*has no weights for.*:UserWarning")  # MiniLM is a bare BertModel
 def test_a_pretrained_text_tower_reads_new_class_names_a_scratch_one_cannot(tmp_path):
     result = data_sparsity.main(["--quick", "--out", str(tmp_path)])

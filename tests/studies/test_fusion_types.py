@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from studies import fusion_types
 
 
+@pytest.mark.slow  # ~1 CPU-min of training: the default suite keeps to 10 min on 2 cores; CI runs it (FORMERS_SLOW=1)
 def test_fusion_types_at_equal_parameter_budgets(tmp_path):
     result = fusion_types.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "fusion_types.png").stat().st_size > 0

@@ -9,9 +9,12 @@ end result, are what this test holds the study to.
 
 import json
 
+import pytest
+
 from studies import label_efficiency
 
 
+@pytest.mark.slow  # ~1 CPU-min of training: the default suite keeps to 10 min on 2 cores; CI runs it (FORMERS_SLOW=1)
 def test_pretrained_trunk_learns_sooner_but_neither_arm_beats_the_prior(tmp_path):
     result = label_efficiency.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "label_efficiency.png").stat().st_size > 0

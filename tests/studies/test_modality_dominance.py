@@ -3,6 +3,7 @@ wrong and the image matters less to it; an image-only auxiliary head brings the 
 
 import json
 
+import pytest
 import torch
 
 from formers.data.shapes_text import ANSWERS
@@ -43,6 +44,7 @@ def test_blanked_questions_read_cls_sep_only():
     assert torch.equal(blank["input_ids"][~which], rows["input_ids"][~which])
 
 
+@pytest.mark.slow  # ~1 CPU-min of training: the default suite keeps to 10 min on 2 cores; CI runs it (FORMERS_SLOW=1)
 def test_a_question_prior_makes_the_model_fail_where_it_is_wrong(tmp_path):
     result = modality_dominance.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "modality_dominance.png").stat().st_size > 0

@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from studies import vlp_objectives
 
 
+@pytest.mark.slow  # ~1 CPU-min of training: the default suite keeps to 10 min on 2 cores; CI runs it (FORMERS_SLOW=1)
 def test_each_pretraining_objective_teaches_its_own_skill(tmp_path):
     result = vlp_objectives.main(["--quick", "--out", str(tmp_path)])
     assert (tmp_path / "vlp_objectives.png").stat().st_size > 0
