@@ -104,6 +104,9 @@ def build_parser() -> ArgumentParser:
     gen.add_argument("--weights", type=str, default="fp32",
                      help="fp32 (exact); bf16 (half the bytes; fast where the CPU has AMX or AVX512-BF16); int8 "
                           "(weight-only, a quarter of the bytes: faster decoding, quality in benchmarks/README.md)")
+    gen.add_argument("--compile", action=ActionYesNo, default=False,
+                     help="run the decoding steps through torch.compile: compiling takes tens of seconds (cached on "
+                          "disk for later runs), then each step is ~1.5x faster at batch 1 (benchmarks/README.md)")
     gen.add_argument("--images", type=str, default="generated.png",
                      help="text-to-image models: the PNG to write (a row per prompt; separate prompts with |)")
     gen.add_argument("--n_samples", type=int, default=4, help="text-to-image models: images per prompt")
@@ -205,6 +208,8 @@ def cmd_generate(args) -> None:
     warn_if_bf16_is_emulated(args.weights)
     quantize_weights(model, args.weights)
     if getattr(type(model), "generates_images", False):
+        if args.compile:
+            raise ConfigError("--compile applies to text decoding; text-to-image sampling runs eagerly")
         return generate_images(model, tokenizer, args)
     ids = torch.tensor([tokenizer.encode(args.prompt)])
     if ids.numel() == 0:
@@ -226,18 +231,18 @@ def cmd_generate(args) -> None:
     generate(
         model, ids, max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, temperature=args.temperature,
         top_k=args.top_k, top_p=args.top_p, eos_token_id=tokenizer.eos_id, pad_token_id=tokenizer.pad_id,
-        generator=torch.Generator().manual_seed(args.seed), streamer=stream,
+        generator=torch.Generator().manual_seed(args.seed), streamer=stream, compile=args.compile,
     )
     print(tokenizer.decode(pending))  # what an incomplete character at the very end left pending
-    print(speed_line(start, times, args.weights), file=sys.stderr)
+    print(speed_line(start, times, f"{args.weights} weights" + (", compiled" if args.compile else "")), file=sys.stderr)
 
 
-def speed_line(start: float, times: list[float], weights: str) -> str:
+def speed_line(start: float, times: list[float], how: str) -> str:
     """How fast tokens came: the first after the prompt's pass (prefill), the rest one decoding step each."""
     if not times:
-        return f"0 tokens ({weights} weights)"
+        return f"0 tokens ({how})"
     total = times[-1] - start
-    line = f"{len(times)} tokens in {total:.2f} s, {len(times) / total:.1f} tokens/s ({weights} weights"
+    line = f"{len(times)} tokens in {total:.2f} s, {len(times) / total:.1f} tokens/s ({how}"
     if len(times) > 1:
         decode = (len(times) - 1) / (times[-1] - times[0])
         line += f"; first token after {times[0] - start:.2f} s, then {decode:.1f} tokens/s"

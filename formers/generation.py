@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from formers.errors import ConfigError, SequenceTooLongError
-from formers.nn.embeddings import position_limit
+from formers.nn.embeddings import check_token_ids, position_limit
 
 EarlyStopping = bool | Literal["never"]
 # (sequence so far (B, T), next-token logits (B, V)) -> logits to sample from; e.g. TokenRange
@@ -117,14 +117,38 @@ def check_position_room(model: nn.Module, needed: int, what: str) -> None:
         )
 
 
+def compiled_forward(model: nn.Module, input_ids: torch.Tensor) -> Callable:
+    """`model`'s forward through torch.compile, compiled once per model and kept on it.
+
+    A decoding step at batch 1 runs ~800 small operators (norms, casts, adds, views) around a few
+    products; compiled, they fuse into a few dozen C++ kernels called from C++ (`cpp_wrapper`), which
+    is what is left to win once int8 weights have cut the bytes (benchmarks/README.md). `dynamic=True`
+    compiles one graph for the prompt and one for every later step, whatever the lengths: the cache
+    grows without recompiling. The first call compiles (tens of seconds on a laptop CPU; torch
+    caches the result on disk for later processes).
+    Under compile the embedding's range check is skipped (it would break the graph), so the prompt's
+    ids are checked here; generated ids come from the vocabulary by construction.
+    """
+    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    if vocab is not None:
+        check_token_ids(input_ids, vocab)
+    forward = model.__dict__.get("compiled_forward")
+    if forward is None:
+        forward = torch.compile(model.forward, dynamic=True, options={"cpp_wrapper": True})
+        model.compiled_forward = forward  # a plain attribute: not a submodule, not in the state dict
+    return forward
+
+
 class DecoderOnlyStepper:
     """Feeds a decoder-only model the part of the sequence its cache has not seen yet."""
 
-    def __init__(self, model, input_ids, attention_mask, *, max_new_tokens: int, use_cache: bool, expand: int = 1):
+    def __init__(self, model, input_ids, attention_mask, *, max_new_tokens: int, use_cache: bool, expand: int = 1,
+                 compile: bool = False):
         input_ids = input_ids.repeat_interleave(expand, 0)  # (B*K, T): one row per beam
         b, t = input_ids.shape
         device = input_ids.device
         self.model, self.prefix = model, input_ids
+        self.forward = compiled_forward(model, input_ids) if compile else model
         self.mask = torch.ones((b, t + max_new_tokens), dtype=torch.long, device=device)
         if attention_mask is not None:
             self.mask[:, :t] = attention_mask.repeat_interleave(expand, 0)
@@ -140,7 +164,7 @@ class DecoderOnlyStepper:
     def next_logits(self, sequence: torch.Tensor) -> torch.Tensor:
         """sequence (B, T_so_far) -> logits (B, V) of the token that follows it."""
         start, end = (self.fed if self.cache is not None else 0), sequence.shape[1]
-        out = self.model(
+        out = self.forward(
             sequence[:, start:end],
             attention_mask=self.mask[:, :end] if self.padded else None,
             position_ids=self.positions[:, start:end],
@@ -159,10 +183,11 @@ class EncoderDecoderStepper:
     """Runs the encoder once, then feeds the decoder the target tokens its cache has not seen yet."""
 
     def __init__(self, model, input_ids, attention_mask, *, max_new_tokens: int, use_cache: bool, expand: int = 1,
-                 decoder_start_token_id: int | None = None):
+                 decoder_start_token_id: int | None = None, compile: bool = False):
         start_id = model.config.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
         check_position_room(model, max_new_tokens, f"decoding max_new_tokens={max_new_tokens} (after the start token)")
         self.model = model
+        self.forward = compiled_forward(model, input_ids) if compile else model  # the decoder steps; encode runs once
         self.memory = model.encode(input_ids, attention_mask).repeat_interleave(expand, 0)  # (B*K, S, D)
         self.memory_mask = attention_mask.repeat_interleave(expand, 0) if attention_mask is not None else None
         b, device = self.memory.shape[0], input_ids.device
@@ -172,7 +197,7 @@ class EncoderDecoderStepper:
 
     def next_logits(self, sequence: torch.Tensor) -> torch.Tensor:
         start, end = (self.fed if self.cache is not None else 0), sequence.shape[1]
-        out = self.model(
+        out = self.forward(
             attention_mask=self.memory_mask, decoder_input_ids=sequence[:, start:end],
             encoder_outputs=self.memory, cache=self.cache,
         )
@@ -186,13 +211,14 @@ class EncoderDecoderStepper:
 
 
 def make_stepper(model, input_ids, attention_mask, *, max_new_tokens, use_cache, expand=1,
-                 decoder_start_token_id=None):
+                 decoder_start_token_id=None, compile=False):
     """The stepper for this kind of model (encoder-decoder models declare `is_encoder_decoder = True`)."""
     if getattr(type(model), "is_encoder_decoder", False):
         return EncoderDecoderStepper(model, input_ids, attention_mask, max_new_tokens=max_new_tokens,
-                                     use_cache=use_cache, expand=expand, decoder_start_token_id=decoder_start_token_id)
+                                     use_cache=use_cache, expand=expand, decoder_start_token_id=decoder_start_token_id,
+                                     compile=compile)
     return DecoderOnlyStepper(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, use_cache=use_cache,
-                              expand=expand)
+                              expand=expand, compile=compile)
 
 
 def _sample_loop(stepper, *, max_new_tokens, eos_token_id, pad_token_id, streamer, logits_processor=None,
@@ -242,6 +268,7 @@ def generate(
     generator: torch.Generator | None = None,
     streamer: Callable[[torch.Tensor], None] | None = None,
     logits_processor: LogitsProcessor | None = None,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Extend each prompt (or decode each source) by up to `max_new_tokens`; returns token ids.
 
@@ -260,6 +287,7 @@ def generate(
             model, input_ids, max_new_tokens=max_new_tokens, attention_mask=attention_mask, num_beams=num_beams,
             length_penalty=length_penalty, early_stopping=early_stopping, eos_token_id=eos_token_id,
             pad_token_id=pad_token_id, decoder_start_token_id=decoder_start_token_id, use_cache=use_cache,
+            compile=compile,
         )
     if num_beams < 1:
         raise ConfigError(f"num_beams={num_beams} is not allowed; expected >= 1")
@@ -267,7 +295,7 @@ def generate(
     model.eval()
     try:
         stepper = make_stepper(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, use_cache=use_cache,
-                               decoder_start_token_id=decoder_start_token_id)
+                               decoder_start_token_id=decoder_start_token_id, compile=compile)
         return _sample_loop(
             stepper, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
             streamer=streamer, logits_processor=logits_processor, do_sample=do_sample, temperature=temperature,
@@ -369,6 +397,7 @@ def beam_search(
     pad_token_id: int = 0,
     decoder_start_token_id: int | None = None,
     use_cache: bool = True,
+    compile: bool = False,
 ) -> torch.Tensor:
     """Keep the `num_beams` most probable sequences per input; return each input's best finished one.
 
@@ -390,7 +419,7 @@ def beam_search(
     model.eval()
     try:
         stepper = make_stepper(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, use_cache=use_cache,
-                               expand=num_beams, decoder_start_token_id=decoder_start_token_id)
+                               expand=num_beams, decoder_start_token_id=decoder_start_token_id, compile=compile)
         return _beam_loop(stepper, k=num_beams, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
                           pad_token_id=pad_token_id, length_penalty=length_penalty, early_stopping=early_stopping)
     finally:

@@ -131,6 +131,14 @@ def test_generate_and_eval_from_the_command_line(trained):
     assert "val/loss" in ev.stdout
 
 
+@pytest.mark.slow  # compiling the decoding steps takes ~20 s on 2 cores
+def test_compiled_generation_from_the_command_line_gives_the_eager_text(trained):
+    args = ("generate", str(trained), "--prompt", "The ", "--max_new_tokens", "30", "--greedy", "--weights", "int8")
+    eager, compiled = cli(*args), cli(*args, "--compile")
+    assert compiled.returncode == 0 and "(int8 weights, compiled;" in compiled.stderr, compiled.stderr
+    assert compiled.stdout == eager.stdout and len(eager.stdout) > 10  # compiling changes the speed, not the text
+
+
 @pytest.mark.parametrize(
     "args, expected",
     [

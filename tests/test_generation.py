@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from formers import generate
-from formers.errors import ConfigError, SequenceTooLongError
+from formers import generate, quantize_weights
+from formers.errors import ConfigError, SequenceTooLongError, TokenOutOfVocabError
 from formers.generation import beam_search, left_pad, sample_next
 from formers.models import GPT, BartConfig, EncoderDecoder, GPTConfig, ModelOutput, T5Config, TransformerConfig
 
@@ -41,6 +41,27 @@ def test_batch_of_prompts_of_different_lengths_matches_each_alone(model):
     for row, prompt in zip(batched, prompts, strict=True):
         alone = generate(model, torch.tensor([prompt]), max_new_tokens=8)
         assert row[-8:].tolist() == alone[0, -8:].tolist()
+
+
+@pytest.mark.slow  # the first compile in a process builds torch's C++ runtime: ~80 s on 2 cores
+@pytest.mark.parametrize("weights", ["fp32", "int8"])
+def test_compiled_decoding_gives_the_eager_tokens(weights):
+    torch.manual_seed(0)
+    model = quantize_weights(GPT(GPTConfig(**TINY, position="rotary")).eval(), weights)
+    ids, mask = left_pad([[5, 6, 7, 8, 9], [11, 12], [3]], pad_id=0)
+    for kw in (dict(), dict(attention_mask=mask), dict(attention_mask=mask, num_beams=3)):
+        eager = generate(model, ids, max_new_tokens=10, **kw)
+        assert torch.equal(generate(model, ids, max_new_tokens=10, compile=True, **kw), eager), kw
+    with pytest.raises(TokenOutOfVocabError):  # the embedding's own check is skipped under compile
+        generate(model, torch.tensor([[5, 40]]), max_new_tokens=2, compile=True)
+
+
+@pytest.mark.slow
+def test_compiled_encoder_decoder_decoding_gives_the_eager_tokens():
+    model = seq2seq(BartConfig)
+    ids = torch.tensor([[5, 6, 7, 8, 9], [11, 12, 0, 0, 0]])
+    kw = dict(attention_mask=(ids != 0).long(), max_new_tokens=8)
+    assert torch.equal(generate(model, ids, compile=True, **kw), generate(model, ids, **kw))
 
 
 def test_sampling_is_seeded_and_streamed(model):

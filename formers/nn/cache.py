@@ -6,16 +6,18 @@ import torch
 
 
 class KVCache:
-    """Keys and values of every layer: (L, B, H, T_max, D_h), filled up to `length`.
+    """Keys and values of every layer: one (B, H, T_max, D_h) tensor per layer, filled up to `length`.
 
     The model writes each layer's new keys/values through `layer(i).update`, then calls
     `advance(t)` once per forward so all layers agree on where the next token goes.
+    One tensor per layer rather than one (L, ...) tensor: under torch.compile, writes into slices
+    of a shared tensor are functionalised into a copy of the whole cache at every layer.
     """
 
     def __init__(self, n_layers: int, batch: int, n_heads: int, max_len: int, d_head: int, *, dtype, device):
-        shape = (n_layers, batch, n_heads, max_len, d_head)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (batch, n_heads, max_len, d_head)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
         self.max_len = max_len
         self.length = 0
 
@@ -27,8 +29,8 @@ class KVCache:
 
     def reorder(self, batch_indices: torch.Tensor) -> None:
         """Keep/duplicate batch rows (beam search)."""
-        self.k = self.k.index_select(1, batch_indices)
-        self.v = self.v.index_select(1, batch_indices)
+        self.k = [k.index_select(0, batch_indices) for k in self.k]
+        self.v = [v.index_select(0, batch_indices) for v in self.v]
 
 
 class LayerCache:
@@ -43,9 +45,10 @@ class LayerCache:
         end = start + k.shape[-2]
         if end > c.max_len:
             raise ValueError(f"KV cache holds {c.max_len} positions; cannot write up to {end}")
-        c.k[self.index, :, :, start:end] = k
-        c.v[self.index, :, :, start:end] = v
-        return c.k[self.index, :, :, :end], c.v[self.index, :, :, :end]
+        keys, values = c.k[self.index], c.v[self.index]
+        keys[:, :, start:end] = k
+        values[:, :, start:end] = v
+        return keys[:, :, :end], values[:, :, :end]
 
 
 class StaticKV:
