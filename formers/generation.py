@@ -134,6 +134,9 @@ def compiled_forward(model: nn.Module, input_ids: torch.Tensor) -> Callable:
         check_token_ids(input_ids, vocab)
     forward = model.__dict__.get("compiled_forward")
     if forward is None:
+        # Each compiled model adds ~4 graphs (prompt and step, one row and several) to its class's forward, and
+        # torch falls back to eager, with only a warning, past 8: allow a process a few models.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         forward = torch.compile(model.forward, dynamic=True, options={"cpp_wrapper": True})
         model.compiled_forward = forward  # a plain attribute: not a submodule, not in the state dict
     return forward
