@@ -42,6 +42,8 @@ Full run: `python -m studies.fusion_types --out studies/figures`.
 
 from __future__ import annotations
 
+import argparse
+import json
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -278,9 +280,19 @@ def figure(vqa: dict[str, dict], itm: dict[str, dict], prior: dict[str, dict]):
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = study_args(__doc__, argv, NAME)
-    vqa_steps, itm_steps, eval_images = (40, 20, 64) if args.quick else (1200, 1000, 512)
-    vqa = {name: run_vqa(config, vqa_steps, eval_images) for name, config in ARMS.items()}
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--vqa-steps", type=int, default=1200)
+    extra.add_argument("--itm-steps", type=int, default=1000)
+    extra.add_argument("--keep-vqa", action="store_true",
+                       help="reuse the VQA half of OUT/fusion_types.json and train the ITM half only")
+    known, rest = extra.parse_known_args(argv)
+    args = study_args(__doc__, rest, NAME)
+    vqa_steps, itm_steps, eval_images = (40, 20, 64) if args.quick else (known.vqa_steps, known.itm_steps, 512)
+    if known.keep_vqa:
+        kept = json.loads((args.out / f"{NAME}.json").read_text())
+        vqa_steps, vqa = kept["vqa_steps"], kept["vqa"]
+    else:
+        vqa = {name: run_vqa(config, vqa_steps, eval_images) for name, config in ARMS.items()}
     itm = {name: run_itm(config, itm_steps, eval_images) for name, config in ARMS.items()}
     prior = vqa_prior(eval_images)
     result = {"claim": CLAIM, "vqa_steps": vqa_steps, "itm_steps": itm_steps, "eval_images": eval_images,

@@ -19,15 +19,14 @@ the only difference is how many labels there are to learn from (1% is seen ~1,80
 and on test images (seen pairs), by question type, against the answer prior (each type's most frequent
 training answer: what a model that ignores the image reaches).
 
-Measured (studies/README.md; Intel Xeon Sapphire Rapids, one thread, fp32, shared machine; 1,500 steps per arm,
-21.8 CPU-min): NOT reproduced at this budget. No arm left the answer prior (held-out 0.302, test 0.315): held-out
-scratch 0.320 / 0.302 / 0.294 and pretrained 0.284 / 0.268 / 0.297 at 1% / 10% / 100%; test 0.331 / 0.333 / 0.299
-vs 0.323 / 0.339 / 0.318. 1,500 steps at lr 1e-4 is too short for this VisualBERT to read the image at all, with
-or without pretraining (the README's +0.026 from pretraining took 4,000 steps of fresh images), so the study
-measures no gain to compare across label fractions. What it does show: the pretrained trunk reaches the prior
-sooner (step 250: 0.24-0.27 held-out vs 0.16-0.22). The --quick run (tiny trunk, lr 1e-3, 150 steps of MLM-only
-pretraining made here, 250 fine-tuning steps on 40 images; 52 CPU-s) agrees: both arms end at 0.292 held-out
-(prior 0.302), the pretrained one 0.031 ahead at each of the first three evaluations.
+Measured (studies/README.md; Intel Xeon Sapphire Rapids, one thread, fp32; 4,000 steps per arm, 43.3 CPU-min):
+NOT reproduced. Held-out pairs (prior 0.302), 1% / 10% / 100%: scratch 0.310 / 0.383 / 0.424, pretrained
+0.323 / 0.323 / 0.393; test (prior 0.315) 0.299 / 0.432 / 0.451 vs 0.302 / 0.391 / 0.432. With 10% and 100% of
+the labels both arms leave the prior and the pretrained trunk is behind; with 1% neither leaves it. (At 1,500
+steps no arm had left the prior.) The --quick run
+(tiny trunk, lr 1e-3, 150 steps of MLM-only pretraining made here, 250 fine-tuning steps on 40 images; 52 CPU-s):
+both arms end at 0.292 held-out (prior 0.302), the pretrained one 0.031 ahead at each of the first three
+evaluations.
 
 Full run (the pretrained run: `formers train recipes/vlp-shapes.yaml --out runs/vlp`, 31 min on a shared core;
 without --pretrained the study trains it itself into OUT/label_efficiency-vlp):
@@ -147,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     extra.add_argument("--pretrained", type=Path, default=None,
                        help="a recipes/vlp-shapes.yaml run (ITC + ITM + MLM); default: train one into OUT")
     extra.add_argument("--mlm-steps", type=int, default=0, help="also pretrain MLM-only for this many steps")
-    extra.add_argument("--steps", type=int, default=1500, help="fine-tuning steps of every arm")
+    extra.add_argument("--steps", type=int, default=4000, help="fine-tuning steps of every arm")
     known, rest = extra.parse_known_args(argv)
     args = study_args(__doc__, rest, NAME)
     if args.quick:  # a tiny trunk, MLM-only pretraining (the claim's objective), 1% of the labels only
