@@ -106,7 +106,7 @@ def build_parser() -> ArgumentParser:
                           "(weight-only, a quarter of the bytes: faster decoding, quality in benchmarks/README.md)")
     gen.add_argument("--compile", action=ActionYesNo, default=False,
                      help="run the decoding steps through torch.compile: compiling takes tens of seconds (cached on "
-                          "disk for later runs), then each step is ~1.5x faster at batch 1 (benchmarks/README.md)")
+                          "disk for later runs), then each batch-1 step is 1.2-1.8x faster (benchmarks/README.md)")
     gen.add_argument("--images", type=str, default="generated.png",
                      help="text-to-image models: the PNG to write (a row per prompt; separate prompts with |)")
     gen.add_argument("--n_samples", type=int, default=4, help="text-to-image models: images per prompt")
