@@ -128,7 +128,7 @@ def compiled_forward(model: nn.Module, input_ids: torch.Tensor) -> Callable:
     products; compiled, they fuse into a few dozen C++ kernels called from C++ (`cpp_wrapper`), which
     is what is left to win once int8 weights have cut the bytes (benchmarks/README.md). `dynamic=True`
     compiles one graph for the prompt and one for every later step, whatever the lengths: the cache
-    grows without recompiling. The first call compiles (tens of seconds on a laptop CPU; torch
+    grows without recompiling. The first call compiles (25-200 s on one core of our CPU; torch
     caches the result on disk for later processes). The compiled function is kept here, not on the
     model, so models stay plain modules (copyable, picklable) and same-shaped models share graphs.
     Under compile the embedding's range check is skipped (it would break the graph), so the prompt's
