@@ -16,15 +16,15 @@ logits, so greedy/sampling and beam search are each written once.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
 from torch import nn
 
+from formers.compiled_decoding import compiled_forward
 from formers.errors import ConfigError, SequenceTooLongError
-from formers.nn.embeddings import check_token_ids, position_limit
+from formers.nn.embeddings import position_limit
 
 EarlyStopping = bool | Literal["never"]
 # (sequence so far (B, T), next-token logits (B, V)) -> logits to sample from; e.g. TokenRange
@@ -118,44 +118,16 @@ def check_position_room(model: nn.Module, needed: int, what: str) -> None:
         )
 
 
-_COMPILED: dict[Callable, Callable] = {}  # a model class's forward -> its compiled version
-
-
-def compiled_forward(model: nn.Module, input_ids: torch.Tensor) -> Callable:
-    """`model`'s forward through torch.compile: compiled once per model class, the model passed as an argument.
-
-    A decoding step at batch 1 runs ~800 small operators (norms, casts, adds, views) around a few
-    products; compiled, they fuse into a few dozen C++ kernels called from C++ (`cpp_wrapper`), which
-    is what is left to win once int8 weights have cut the bytes (benchmarks/README.md). `dynamic=True`
-    compiles one graph for the prompt and one for every later step, whatever the lengths: the cache
-    grows without recompiling. The first call compiles (25-200 s on one core of our CPU; torch
-    caches the result on disk for later processes). The compiled function is kept here, not on the
-    model, so models stay plain modules (copyable, picklable) and same-shaped models share graphs.
-    Under compile the embedding's range check is skipped (it would break the graph), so the prompt's
-    ids are checked here; generated ids come from the vocabulary by construction.
-    """
-    vocab = getattr(getattr(model, "config", None), "vocab_size", None)
-    if vocab is not None:
-        check_token_ids(input_ids, vocab)
-    forward = type(model).forward
-    if forward not in _COMPILED:
-        # Each weight format and model shape adds ~4 graphs (prompt and step, one row and several), and torch
-        # falls back to eager, with only a warning, past 8: allow a process a few models.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-        _COMPILED[forward] = torch.compile(forward, dynamic=True, options={"cpp_wrapper": True})
-    return functools.partial(_COMPILED[forward], model)
-
-
 class DecoderOnlyStepper:
     """Feeds a decoder-only model the part of the sequence its cache has not seen yet."""
 
     def __init__(self, model, input_ids, attention_mask, *, max_new_tokens: int, use_cache: bool, expand: int = 1,
-                 compile: bool = False):
+                 forward: Callable | None = None):
         input_ids = input_ids.repeat_interleave(expand, 0)  # (B*K, T): one row per beam
         b, t = input_ids.shape
         device = input_ids.device
         self.model, self.prefix = model, input_ids
-        self.forward = compiled_forward(model, input_ids) if compile else model
+        self.forward = forward or model  # what runs a step: the model, or its compiled forward
         self.mask = torch.ones((b, t + max_new_tokens), dtype=torch.long, device=device)
         if attention_mask is not None:
             self.mask[:, :t] = attention_mask.repeat_interleave(expand, 0)
@@ -190,11 +162,11 @@ class EncoderDecoderStepper:
     """Runs the encoder once, then feeds the decoder the target tokens its cache has not seen yet."""
 
     def __init__(self, model, input_ids, attention_mask, *, max_new_tokens: int, use_cache: bool, expand: int = 1,
-                 decoder_start_token_id: int | None = None, compile: bool = False):
+                 decoder_start_token_id: int | None = None, forward: Callable | None = None):
         start_id = model.config.decoder_start_token_id if decoder_start_token_id is None else decoder_start_token_id
         check_position_room(model, max_new_tokens, f"decoding max_new_tokens={max_new_tokens} (after the start token)")
         self.model = model
-        self.forward = compiled_forward(model, input_ids) if compile else model  # the decoder steps; encode runs once
+        self.forward = forward or model  # the decoder steps; encode runs once, eagerly
         self.memory = model.encode(input_ids, attention_mask).repeat_interleave(expand, 0)  # (B*K, S, D)
         self.memory_mask = attention_mask.repeat_interleave(expand, 0) if attention_mask is not None else None
         b, device = self.memory.shape[0], input_ids.device
@@ -220,12 +192,13 @@ class EncoderDecoderStepper:
 def make_stepper(model, input_ids, attention_mask, *, max_new_tokens, use_cache, expand=1,
                  decoder_start_token_id=None, compile=False):
     """The stepper for this kind of model (encoder-decoder models declare `is_encoder_decoder = True`)."""
+    forward = compiled_forward(model, input_ids) if compile else None
     if getattr(type(model), "is_encoder_decoder", False):
         return EncoderDecoderStepper(model, input_ids, attention_mask, max_new_tokens=max_new_tokens,
                                      use_cache=use_cache, expand=expand, decoder_start_token_id=decoder_start_token_id,
-                                     compile=compile)
+                                     forward=forward)
     return DecoderOnlyStepper(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, use_cache=use_cache,
-                              expand=expand, compile=compile)
+                              expand=expand, forward=forward)
 
 
 def _sample_loop(stepper, *, max_new_tokens, eos_token_id, pad_token_id, streamer, logits_processor=None,
