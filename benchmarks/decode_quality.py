@@ -1,4 +1,4 @@
-"""What int8 (and bf16) weights cost in quality: perplexity and greedy agreement with fp32 decoding.
+"""What int8, int4 (and bf16) weights cost in quality: perplexity and greedy agreement with fp32 decoding.
 
 Three models: the default recipe's trained checkpoint (validation perplexity on the recipe's own held-out
 text, in windows of its context length, and greedy agreement over 100 prompts cut from that text), and
@@ -22,7 +22,7 @@ import torch
 from benchmarks.common import machine, machine_line
 from benchmarks.shapes import SHAPES, build
 
-WEIGHTS = ("int8", "bf16")
+WEIGHTS = ("int8", "int4", "bf16")
 
 
 def copies(make) -> dict[str, torch.nn.Module]:

@@ -1,4 +1,4 @@
-"""Greedy generation speed: formers with fp32, int8 and bf16 weights against Hugging Face and x-transformers.
+"""Greedy generation speed: formers with fp32, int8, int4 and bf16 weights against Hugging Face and x-transformers.
 
 Each library decodes NEW_TOKENS greedy tokens with its own KV cache: batch 1 after a 32-token prompt, and
 batch 8 after left-padded prompts of 4, 8, ..., 32 tokens. Every run is timed twice, whole and with one new
@@ -24,12 +24,12 @@ from torch.nn import functional as F
 from benchmarks.common import median_time
 from benchmarks.shapes import NEW_TOKENS, SHAPES, build
 
-# weight dtype round -> (library, weights) configurations timed together; formers int8 runs with the fp32 round,
-# since its speed is judged against the references' fp32 `generate`. "compiled": `generate(compile=True)`, timed
-# after the warm-up call that compiles (its time is reported apart, as `compile_s`)
+# weight dtype round -> (library, weights) configurations timed together; formers int8 and int4 run with the fp32
+# round, since their speed is judged against the references' fp32 `generate`. "compiled": `generate(compile=True)`,
+# timed after the warm-up call that compiles (its time is reported apart, as `compile_s`)
 CONFIGS = {
-    "fp32": (("hf", "fp32"), ("x-transformers", "fp32"), ("formers", "fp32"), ("formers", "int8"),
-             ("formers", "fp32 compiled"), ("formers", "int8 compiled")),
+    "fp32": (("hf", "fp32"), ("x-transformers", "fp32"), ("formers", "fp32"), ("formers", "int8"), ("formers", "int4"),
+             ("formers", "fp32 compiled"), ("formers", "int8 compiled"), ("formers", "int4 compiled")),
     "bf16": (("hf", "bf16"), ("x-transformers", "bf16"), ("formers", "bf16")),
 }
 REFERENCE = "hf fp32"  # what the issue's targets divide by
@@ -64,9 +64,10 @@ def generate_fn(lib: str, model, prompts: list[torch.Tensor], new_tokens: int, c
 
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the matrices one decoding step reads: every linear layer (its weight, scales and bias)."""
+    from formers.nn.int4_linear import Int4Linear
     from formers.nn.int8_linear import Int8Linear
 
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, Int8Linear))]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, Int8Linear, Int4Linear))]
     return sum(t.numel() * t.element_size() for m in layers for t in (*m.parameters(), *m.buffers()))
 
 
@@ -142,7 +143,7 @@ def report(gen: dict, title: str) -> dict:
               f"{runs[key]['batch8']['decode_tokens_per_s'] / (8 * ceiling):.0%} |")
     for key, seconds in gen.get("compile_s", {}).items():
         print(f"{key}: its warm-up calls (both batches, {NEW_TOKENS} tokens and 1) compiled in {seconds:.1f} s")
-    for key in ("formers int8", "formers int8 compiled"):
+    for key in ("formers int8", "formers int8 compiled", "formers int4", "formers int4 compiled"):
         if key in ratios:
             r = ratios[key]
             print(f"targets ({title}, {key.removeprefix('formers ')}): batch 1 {r['batch1/whole']:.2f}x "

@@ -16,10 +16,10 @@ never mix.
                once the model and batch were built: what training adds (gradients, optimizer state,
                activations, casts; formers' bf16-pure also its fp32 masters).
   generate     greedy, 128 new tokens, each library's KV cache, fp32 and bf16 weights, and formers with
-               int8 weights: batch 1 with a 32-token prompt, and batch 8 with left-padded prompts of 4, 8,
+               int8 and int4 weights: batch 1 with a 32-token prompt, and batch 8 with left-padded prompts of 4, 8,
                ..., 32 tokens; round-robin in one process; prefill and decode timed apart, against the
                bandwidth-bound ceiling of each weight format (benchmarks/generation.py). Run once as
-               dispatched and once more (fp32 and int8) under AVX2 emulation, unless --no-avx2-decode.
+               dispatched and once more (fp32, int8, int4) under AVX2 emulation, unless --no-avx2-decode.
 
     .venv/bin/python -m benchmarks.gpt_vs_hf                  # both shapes (~30 minutes on 2 quiet cores)
     .venv/bin/python -m benchmarks.gpt_vs_hf --shape small    # or --shape gpt2
@@ -179,7 +179,7 @@ def bench_shape(name: str, args, env: dict | None) -> dict:
     gen = run_worker(MODULE, spec, threads, env)
     results["generate"] = gen
     results["generate_ratios"] = generation.report(gen, "as dispatched" if env is None else "AVX2 emulated")
-    if env is None and not args.no_avx2_decode:  # the same decoding as on an AVX2-only CPU (fp32 and int8)
+    if env is None and not args.no_avx2_decode:  # the same decoding as on an AVX2-only CPU (fp32, int8, int4)
         gen = run_worker(MODULE, {**spec, "dtypes": ("fp32",)}, threads, AVX2_ENV)
         results["generate_avx2"] = gen
         results["generate_avx2_ratios"] = generation.report(gen, "AVX2 emulated")

@@ -1,15 +1,15 @@
-"""Where one decoding step's time goes, by part: formers with fp32 and int8 weights against Hugging Face.
+"""Where one decoding step's time goes, by part: formers with fp32, int8 and int4 weights against Hugging Face.
 
 Batch 1, greedy, a 32-token prompt, the models of `benchmarks.gpt_vs_hf`. The profiler starts when the first
 new token arrives (a streamer), so the prompt's forward (prefill) is left out and every step profiled is a
 one-token decoding step. Operators are grouped by their self CPU time:
 
   LM head              the product whose weight has the vocabulary as a dimension
-  other linear layers  qkv, attention output, feed-forward (fp32 addmm / mm, or the int8 kernel)
+  other linear layers  qkv, attention output, feed-forward (fp32 addmm / mm, or the int8 / int4 kernel)
   attention            SDPA's kernel
   KV cache writes      copies into 4-D (B, H, T, D_h) cache slices (Hugging Face's cache concatenates:
                        its `cat` falls under the rest)
-  casts                dtype conversions (int8 layers cast activations to bf16 and back)
+  casts                dtype conversions (int8 and int4 layers cast activations to bf16 and back)
   the rest             norms, GELU, residual adds, views, the sampling loop's own ops
 
 and "Python and dispatch" is the step's wall time without the profiler minus the operators' self time
@@ -34,8 +34,8 @@ from benchmarks.common import machine, machine_line
 from benchmarks.generation import prepared
 from benchmarks.shapes import SHAPES
 
-CONFIGS = (("hf", "fp32"), ("formers", "fp32"), ("formers", "int8"))
-MATMULS = ("addmm", "mm", "linear", "_weight_int8pack_mm", "matmul")
+CONFIGS = (("hf", "fp32"), ("formers", "fp32"), ("formers", "int8"), ("formers", "int4"))
+MATMULS = ("addmm", "mm", "linear", "_weight_int8pack_mm", "_weight_int4pack_mm_for_cpu", "matmul")
 
 
 def part_of(name: str, shapes: list, vocab: int) -> str:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from formers.generation import generate
     from formers.io import load, load_tokenizer
-    from formers.nn.int8_linear import quantize_weights
+    from formers.nn.weight_formats import quantize_weights
     from formers.sentences import embed
     from formers.storage import save_model
 
@@ -22,7 +22,7 @@ _API = {
     "generate": "formers.generation",
     "load": "formers.io",
     "load_tokenizer": "formers.io",
-    "quantize_weights": "formers.nn.int8_linear",
+    "quantize_weights": "formers.nn.weight_formats",
     "save_model": "formers.storage",
 }
 # = sorted(_API); literal for linters

@@ -103,7 +103,8 @@ def build_parser() -> ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--weights", type=str, default="fp32",
                      help="fp32 (exact); bf16 (half the bytes; fast where the CPU has AMX or AVX512-BF16); int8 "
-                          "(weight-only, a quarter of the bytes: faster decoding, quality in benchmarks/README.md)")
+                          "(weight-only, a quarter of the bytes: faster decoding, quality in benchmarks/README.md); "
+                          "int4 (weight-only in groups of 64, an eighth of the bytes plus scales; CPU only)")
     gen.add_argument("--compile", action=ActionYesNo, default=False,
                      help="run the decoding steps through torch.compile: compiling takes tens of seconds (cached on "
                           "disk for later runs), then each batch-1 step is 1.2-1.8x faster (benchmarks/README.md)")

@@ -229,9 +229,11 @@ def figure(result: dict[str, Any]):
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     extra = argparse.ArgumentParser(add_help=False)
     extra.add_argument("--checkpoints", type=Path, default=None, help="the pretrained models (OUT/NAME-pretrained)")
+    extra.add_argument("--pretrain-steps", type=int, default=Setting.pretrain_steps)
+    extra.add_argument("--vqa-steps", type=int, default=Setting.vqa_steps)
     known, rest = extra.parse_known_args(argv)
     args = study_args(__doc__, rest, NAME)
-    s = QUICK if args.quick else Setting()
+    s = QUICK if args.quick else Setting(pretrain_steps=known.pretrain_steps, vqa_steps=known.vqa_steps)
     checkpoints = known.checkpoints or args.out / f"{NAME}-pretrained"
     runs = {arm: run_arm(s, arm, checkpoints) for arm in s.arms}
     vqa_prior = runs[s.arms[0]]["vqa"]["heldout prior"]["all"]

@@ -123,9 +123,11 @@ def test_generate_and_eval_from_the_command_line(trained):
     assert re.search(r"30 tokens in [0-9.]+ s, [0-9.]+ tokens/s \(fp32 weights; first token after", gen.stderr)
     int8 = cli("generate", str(trained), "--prompt", "The ", "--max_new_tokens", "30", "--greedy", "--weights", "int8")
     assert int8.returncode == 0 and int8.stdout.startswith("The ") and "(int8 weights;" in int8.stderr, int8.stderr
+    int4 = cli("generate", str(trained), "--prompt", "The ", "--max_new_tokens", "30", "--greedy", "--weights", "int4")
+    assert int4.returncode == 0 and int4.stdout.startswith("The ") and "(int4 weights;" in int4.stderr, int4.stderr
     bad = cli("generate", str(trained), "--prompt", "The ", "--weights", "int3")
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        "error: weights='int3' is not a weight format; expected one of ['fp32', 'bf16', 'int8']"]
+        "error: weights='int3' is not a weight format; expected one of ['fp32', 'bf16', 'int8', 'int4']"]
     ev = cli("eval", str(trained))
     assert ev.returncode == 0, ev.stderr
     assert "val/loss" in ev.stdout

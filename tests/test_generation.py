@@ -44,7 +44,7 @@ def test_batch_of_prompts_of_different_lengths_matches_each_alone(model):
 
 
 @pytest.mark.slow  # the first compile in a process builds torch's C++ runtime: ~80 s on 2 cores
-@pytest.mark.parametrize("weights", ["fp32", "int8"])
+@pytest.mark.parametrize("weights", ["fp32", "int8", "int4"])
 def test_compiled_decoding_gives_the_eager_tokens(weights):
     torch.manual_seed(0)
     model = quantize_weights(GPT(GPTConfig(**TINY, position="rotary")).eval(), weights)

@@ -16,12 +16,8 @@ the kernel's accumulation is fp32 (measured error: see tests/nn/test_int8_linear
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 import torch
 from torch import nn
-
-from formers.errors import ConfigError
 
 # The kernel's activation dtype: its vectorised paths (AVX2 and AVX-512) are written for bf16 and fp16.
 KERNEL_DTYPE = torch.bfloat16
@@ -72,28 +68,3 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
-
-
-
-WeightFormat = Literal["fp32", "bf16", "int8"]
-WEIGHT_FORMATS: tuple[str, ...] = get_args(WeightFormat)
-
-
-def quantize_weights(model: nn.Module, weights: WeightFormat) -> nn.Module:
-    """Convert `model` in place to decode with `weights`, and return it.
-
-    fp32  unchanged.
-    bf16  every parameter and buffer in bf16 (half the bytes; fast only where bf16 is native: AMX or
-          AVX512-BF16 on CPUs, most GPUs; elsewhere each product is emulated).
-    int8  every nn.Linear, the LM head included, becomes an Int8Linear; a head tied to the token
-          embedding gets an int8 copy, while the embedding itself stays as it is (a lookup reads one row).
-    """
-    if weights not in WEIGHT_FORMATS:
-        raise ConfigError(f"weights={weights!r} is not a weight format; expected one of {list(WEIGHT_FORMATS)}")
-    if weights == "bf16":
-        return model.to(torch.bfloat16)
-    if weights == "int8":
-        linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-        for name, linear in linears:
-            model.set_submodule(name, Int8Linear.from_linear(linear))
-    return model

@@ -1,4 +1,4 @@
-"""Int8 decoding of a small trained model: it runs through `generate`, and its cost in quality stays bounded."""
+"""Int8 and int4 decoding of a small trained model: it runs through `generate`; its cost in quality stays bounded."""
 
 import pytest
 import torch
@@ -33,27 +33,31 @@ def trained():
     return model.eval(), windows
 
 
-def int8_copy(model: GPT) -> GPT:
+def quantized_copy(model: GPT, weights: str) -> GPT:
     copy = GPT(model.config)
     copy.load_state_dict(model.state_dict())
-    return quantize_weights(copy.eval(), "int8")
+    return quantize_weights(copy.eval(), weights)
 
 
-def test_int8_decoding_costs_little_quality(trained):
+# the bounds benchmarks/README.md states. int8: perplexity within 1% (measured 13.423 -> 13.426, 0.02%), argmaxes
+# agreeing at >= 97% of positions (near-ties flip; measured 98.6%, 28 of 40 continuations identical). int4: perplexity
+# within 1% too (measured +0.08% AVX-512, +0.21% AVX2 and no-SIMD paths), argmaxes at >= 88% (measured 93.3% and
+# 92.7%, 15-16 of 40 identical: int4's error is ~10x int8's, so more near-ties flip; 5 points left for other kernels)
+@pytest.mark.parametrize("weights, perplexity_bound, agreement_bound", [("int8", 0.01, 0.97), ("int4", 0.01, 0.88)])
+def test_quantized_decoding_costs_little_quality(trained, weights, perplexity_bound, agreement_bound):
     model, windows = trained
-    quantized = int8_copy(model)
-    fp32_ppl, int8_ppl = perplexity(model, windows), perplexity(quantized, windows)
+    quantized = quantized_copy(model, weights)
+    fp32_ppl, quantized_ppl = perplexity(model, windows), perplexity(quantized, windows)
     assert fp32_ppl < 16  # it learned more than byte frequencies (unigram: ~25), so the comparison means something
-    # the bound benchmarks/README.md states: int8 costs under 1% of perplexity (here 13.423 -> 13.426, 0.02%)
-    assert abs(int8_ppl / fp32_ppl - 1) < 0.01, (fp32_ppl, int8_ppl)
+    assert abs(quantized_ppl / fp32_ppl - 1) < perplexity_bound, (fp32_ppl, quantized_ppl)
     agreement = greedy_agreement(model, quantized, windows[:40, :16], max_new_tokens=24)
-    # argmaxes agree at >= 97% of the positions (near-ties flip; measured here: 98.6%, 28 of 40 continuations identical)
-    assert agreement["token"] >= 0.97, agreement
+    assert agreement["token"] >= agreement_bound, agreement
 
 
-def test_int8_generation_streams_and_samples_like_fp32(trained):
+@pytest.mark.parametrize("weights", ["int8", "int4"])
+def test_quantized_generation_streams_and_samples_like_fp32(trained, weights):
     model, windows = trained
-    quantized = int8_copy(model)
+    quantized = quantized_copy(model, weights)
     streamed = []
     out = generate(quantized, windows[:2, :10], max_new_tokens=12, do_sample=True, top_k=5,
                    generator=torch.Generator().manual_seed(0), streamer=streamed.append)
