@@ -33,6 +33,7 @@ from torch.profiler import ProfilerActivity, profile
 from benchmarks.common import machine, machine_line
 from benchmarks.generation import prepared
 from benchmarks.shapes import SHAPES
+from formers.nn.int4_linear import OUTPUT_MULTIPLE
 
 CONFIGS = (("hf", "fp32"), ("formers", "fp32"), ("formers", "int8"), ("formers", "int4"))
 MATMULS = ("addmm", "mm", "linear", "_weight_int8pack_mm", "_weight_int4pack_mm_for_cpu", "matmul")
@@ -40,8 +41,9 @@ MATMULS = ("addmm", "mm", "linear", "_weight_int8pack_mm", "_weight_int4pack_mm_
 
 def part_of(name: str, shapes: list, vocab: int) -> str:
     bare = name.removeprefix("aten::")
-    if bare in MATMULS:
-        return "LM head" if any(vocab in s for s in shapes if s) else "other linear layers"
+    if bare in MATMULS:  # int4 weights hold the vocabulary padded to a multiple of 16 rows (int4_linear.py)
+        head_rows = (vocab, vocab + -vocab % OUTPUT_MULTIPLE)
+        return "LM head" if any(d in head_rows for s in shapes if s for d in s) else "other linear layers"
     if "scaled_dot_product" in bare or "flash_attention" in bare:
         return "attention"
     if bare in ("copy_", "cat", "index_copy_") and any(len(s) == 4 for s in shapes if s):

@@ -81,6 +81,7 @@ class Setting:
     retrieval_steps: int = 400
     retrieval_pairs: int = 1000  # labelled image-caption pairs the retrieval fine-tune sees
     vqa_steps: int = 800
+    vqa_question_types: tuple[str, ...] = ("colour", "size", "count")  # the types the VQA recipes learn (see notes)
     eval_images: int = 256  # images per split (test, held-out) for every measurement
     seed: int = 0
 
@@ -146,7 +147,7 @@ def vqa(s: Setting, folder: Path | None) -> dict[str, Any]:
     recipe = load_recipe(ROOT / "recipes" / "vqa-visualbert-shapes.yaml", {
         **small, "model.trunk.max_seq_len": 40, "objective.pretrained": folder and str(folder),
         "objective.eval_images": s.eval_images, "objective.prior_images": 4 * s.eval_images,
-        "trainer.max_steps": s.vqa_steps, "trainer.seed": s.seed,
+        "objective.question_types": list(s.vqa_question_types), "trainer.max_steps": s.vqa_steps, "trainer.seed": s.seed,
         "trainer.schedule.warmup_steps": warmup(s.vqa_steps)})
     run = VQA.build(recipe)
     out = train(recipe, run)

@@ -33,15 +33,20 @@ class VQAConfig(ShapesTaskConfig):
     # VisualBERT (pretraining, then fine-tuning), a bare trunk of the same config, or a CLIP (late_fusion
     # with `clip:`)
     pretrained: str | None = None
+    # the question types trained and measured (a subset: e.g. the types a short run can learn)
+    question_types: list[str] = dataclasses.field(default_factory=lambda: list(QUESTION_TYPES))
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(0.0 <= self.label_smoothing < 1.0, "VQAConfig.label_smoothing", self.label_smoothing, "a value in [0, 1)")
+        types = self.question_types
+        check(bool(types) and set(types) <= set(QUESTION_TYPES) and len(set(types)) == len(types),
+              "VQAConfig.question_types", types, f"a non-empty list of distinct types from {QUESTION_TYPES}")
 
 
 def _questions(recipe: Recipe, split: str, tokenizer, n_images: int | None = None) -> QuestionBatches:
     return QuestionBatches(shapes_split(recipe.objective, split), tokenizer, batch_size=recipe.trainer.batch_size,
-                           seed=recipe.trainer.seed, n_images=n_images)
+                           seed=recipe.trainer.seed, n_images=n_images, question_types=recipe.objective.question_types)
 
 
 def split_batches(recipe: Recipe, split: str, tokenizer=None) -> list[dict]:
@@ -120,7 +125,7 @@ def evaluate_splits(recipe: Recipe, run: Run) -> dict[str, dict[str, float]]:
 
 def report(recipe: Recipe, run: Run) -> str:
     results = evaluate_splits(recipe, run)
-    names = ["all", *QUESTION_TYPES]
+    names = ["all", *recipe.objective.question_types]
     lines = [f"VQA accuracy by question type ({recipe.objective.eval_images} images per split; "
              "prior = the most frequent training answer of the type)",
              f"{'':14s}" + "".join(f"{n:>10s}" for n in names)]

@@ -108,3 +108,18 @@ def test_vlp_starts_from_a_pretrained_vlp_run(tmp_path, capsys):
                 *TINY_TRUNK, "--model.embed_dim=8", f"--objective.init_from={tmp_path / 'pre'}"])
     assert bad == 1  # a checkpoint of another shape is refused with the typed error, not loaded in part
     assert "checkpoint (64, 32) vs model (8, 32)" in capsys.readouterr().err
+
+
+def test_vqa_trains_and_reports_the_chosen_question_types_only(tmp_path, capsys):
+    printed, _ = train("vqa-visualbert-shapes", tmp_path, capsys, "--objective.prior_images=16", *TINY_TRUNK,
+                       '--objective.question_types=["colour", "count"]')
+    header = re.search(r"by question type.*\n +all((?: +\S+)+)\n", printed).group(1).split()
+    assert header == ["colour", "count"], printed
+    for split in ("test", "test prior", "heldout", "heldout prior"):
+        assert re.search(rf"^{split} +[\d.]+ +[\d.]+ +[\d.]+$", printed, re.M), (split, printed)
+
+
+@pytest.mark.parametrize("types", [[], ["colour", "colour"], ["hue"]])
+def test_vqa_refuses_bad_question_types(types):
+    with pytest.raises(ConfigError, match=r"question_types=.* is not allowed; expected a non-empty list of distinct"):
+        load_recipe(ROOT / "recipes" / "vqa-visualbert-shapes.yaml", {"objective.question_types": types})
