@@ -147,7 +147,8 @@ def vqa(s: Setting, folder: Path | None) -> dict[str, Any]:
     recipe = load_recipe(ROOT / "recipes" / "vqa-visualbert-shapes.yaml", {
         **small, "model.trunk.max_seq_len": 40, "objective.pretrained": folder and str(folder),
         "objective.eval_images": s.eval_images, "objective.prior_images": 4 * s.eval_images,
-        "objective.question_types": list(s.vqa_question_types), "trainer.max_steps": s.vqa_steps, "trainer.seed": s.seed,
+        "objective.question_types": list(s.vqa_question_types), "trainer.max_steps": s.vqa_steps,
+        "trainer.seed": s.seed,
         "trainer.schedule.warmup_steps": warmup(s.vqa_steps)})
     run = VQA.build(recipe)
     out = train(recipe, run)
