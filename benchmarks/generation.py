@@ -64,10 +64,9 @@ def generate_fn(lib: str, model, prompts: list[torch.Tensor], new_tokens: int, c
 
 def weight_bytes(model: nn.Module) -> int:
     """Bytes of the matrices one decoding step reads: every linear layer (its weight, scales and bias)."""
-    from formers.nn.int4_linear import Int4Linear
-    from formers.nn.int8_linear import Int8Linear
+    from formers.nn.weight_formats import QUANTIZED_LAYERS
 
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, Int8Linear, Int4Linear))]
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, *QUANTIZED_LAYERS.values()))]
     return sum(t.numel() * t.element_size() for m in layers for t in (*m.parameters(), *m.buffers()))
 
 

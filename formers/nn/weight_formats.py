@@ -13,7 +13,7 @@ from formers.nn.int8_linear import Int8Linear
 
 WeightFormat = Literal["fp32", "bf16", "int8", "int4"]
 WEIGHT_FORMATS: tuple[str, ...] = get_args(WeightFormat)
-QUANTIZED = {"int8": Int8Linear.from_linear, "int4": Int4Linear.from_linear}
+QUANTIZED_LAYERS: dict[str, type[Int8Linear] | type[Int4Linear]] = {"int8": Int8Linear, "int4": Int4Linear}
 
 
 def quantize_weights(model: nn.Module, weights: WeightFormat) -> nn.Module:
@@ -32,8 +32,8 @@ def quantize_weights(model: nn.Module, weights: WeightFormat) -> nn.Module:
         raise ConfigError(f"weights={weights!r} is not a weight format; expected one of {list(WEIGHT_FORMATS)}")
     if weights == "bf16":
         return model.to(torch.bfloat16)
-    if weights in QUANTIZED:
+    if weights in QUANTIZED_LAYERS:
         linears = [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Linear)]
         for name, linear in linears:
-            model.set_submodule(name, QUANTIZED[weights](linear))
+            model.set_submodule(name, QUANTIZED_LAYERS[weights].from_linear(linear))
     return model
